@@ -1,0 +1,382 @@
+"""Batched ridge solvers for masked regression (pure NumPy).
+
+Every output pixel ``i`` has its own ridge problem on the design ``A_i = [window_i, 1]``
+(``n x p``, ``p = F + 1`` with ``F = k*k*C_s`` window features)::
+
+    w_i = (A_i^T A_i + alpha I)^-1 A_i^T t_i = A_i^T (A_i A_i^T + alpha I)^-1 t_i
+
+Three exact paths solve a *tile* of pixels at once; all agree with the per-pixel closed
+form to rounding error (see ``tests/kernels``):
+
+``"primal"``
+    Builds each ``A_i`` explicitly and its Gram by batched matmul. ``O(n p^2)`` per pixel.
+    Simple and the reference the others are checked against.
+``"gram"``
+    Primal with *shared* Gram entries. Every entry of every Gram in the tile is a gather
+    from the local pixel-pair products ``Q_delta(j) = sum_s x_s(j) x_s(j + delta)`` for
+    ``|delta| < k`` (half of them, by symmetry). Costs ``O(n k^2)`` per pixel to build the
+    products instead of ``O(n k^4)``; cheapest when ``p <= n``.
+``"dual"``
+    Kernel (dual) form, cheapest when ``n < p``: one ``n x n`` system per pixel,
+    ``A_i A_i^T`` by batched GEMM, then ``w_i = A_i^T c_i``. (A ``k x k`` box sum of
+    sample-pair product images gives the same Grams in ``O(n^2)`` per pixel independent
+    of ``k``, but it is memory-bound and measured 3x slower than GEMM up to ``k = 15``.)
+
+All paths factorise each pixel's matrix once and solve every right-hand side (several
+targets, or several output channels in ``joint`` colour mode) with that factorisation.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import numpy as np
+
+from .windows import extract_windows
+
+__all__ = [
+    "SOLVERS",
+    "block_nbytes",
+    "choose_solver",
+    "default_subtile",
+    "fit_block",
+    "fit_region",
+    "solver_costs",
+]
+
+Solver = Literal["auto", "primal", "gram", "dual"]
+SOLVERS = ("primal", "gram", "dual")
+
+# Seconds per unit of work of the building blocks, measured on a 2-core x86-64 machine with
+# single-threaded OpenBLAS (benchmarks/bench_fit.py); only their ratios steer the choice.
+_COPY = 2e-9  # gathering one window element
+_GEMM = 2.5e-11  # one multiply-add inside a batched BLAS matmul
+_EINSUM = 2.5e-10  # one multiply-add inside an einsum over samples
+_GATHER = 3e-9  # one Gram entry gathered from the shared products
+_SOLVE = 5e-9  # batched LAPACK solve of an m x m system costs about _SOLVE * m**2
+
+
+def solver_costs(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -> dict[str, float]:
+    """Projected seconds of each solver for one ``th x tw`` tile."""
+    F = k * k * channels
+    p = F + 1
+    npix = th * tw
+    halo = (th + k - 1) * (tw + k - 1) / npix
+    n_deltas = ((2 * k - 1) ** 2 + 1) // 2
+    rhs = n * F * n_rhs * _EINSUM
+    per_pixel = {
+        "primal": n * F * _COPY + n * p * p * _GEMM + p * p * _SOLVE + rhs,
+        "gram": halo * n * n_deltas * channels**2 * _EINSUM
+        + p * p * _GATHER
+        + p * p * _SOLVE
+        + rhs,
+        "dual": n * F * _COPY + n * n * F * _GEMM + n * n * _SOLVE + n * F * n_rhs * _GEMM,
+    }
+    return {name: cost * npix for name, cost in per_pixel.items()}
+
+
+def choose_solver(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -> str:
+    """The cheapest exact solver for a tile by :func:`solver_costs`."""
+    costs = solver_costs(n, k, channels, n_rhs, th, tw)
+    return min(("gram", "dual", "primal"), key=costs.__getitem__)
+
+
+def block_nbytes(
+    solver: str, n: int, k: int, channels: int, n_rhs: int, th: int, tw: int, itemsize: int
+) -> int:
+    """Peak working memory (bytes) of :func:`fit_block` for one tile, excluding inputs."""
+    F = k * k * channels
+    p = F + 1
+    npix = th * tw
+    reg = (th + k - 1) * (tw + k - 1)
+    out = npix * n_rhs * p
+    if solver == "primal":
+        work = npix * n * F + npix * p * p * 2
+    elif solver == "gram":
+        n_deltas = ((2 * k - 1) ** 2 + 1) // 2
+        work = reg * n_deltas * channels**2 + npix * p * p * 3
+    elif solver == "dual":
+        work = npix * n * F + npix * n * n * 2
+    else:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    return int((work + out * 2 + npix * n * n_rhs) * itemsize)
+
+
+def fit_block(
+    source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    receptive_field: int,
+    alpha: float,
+    solver: Solver = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve the masked ridge problems of one tile of output pixels.
+
+    Parameters
+    ----------
+    source : ndarray, shape (th + k - 1, tw + k - 1, C_s, n)
+        Zero-padded source tile with its halo, samples last (see
+        :func:`~mlrdist.kernels.windows.pad_samples_last`).
+    targets : ndarray, shape (th, tw, R, n)
+        Right-hand sides: ``R`` target images per pixel (targets x output channels),
+        samples last. Same dtype as ``source``.
+    receptive_field : int
+        Odd window side ``k``.
+    alpha : float
+        Ridge penalty (> 0), applied to the bias too (data are not centred).
+    solver : {"auto", "primal", "gram", "dual"}
+        Path; ``"auto"`` picks the cheapest by :func:`choose_solver`.
+
+    Returns
+    -------
+    coef : ndarray, shape (th, tw, R, k * k * C_s)
+        Window weights, features ordered ``(dy, dx, channel)``.
+    intercept : ndarray, shape (th, tw, R)
+        Weight of the bias feature.
+    """
+    k = receptive_field
+    th, tw, n_rhs, n = targets.shape
+    channels = source.shape[2]
+    if solver == "auto":
+        solver = choose_solver(n, k, channels, n_rhs, th, tw)
+    if solver == "primal":
+        return _fit_primal(source, targets, k, alpha)
+    if solver == "gram":
+        return _fit_gram(source, targets, k, alpha)
+    if solver == "dual":
+        return _fit_dual(source, targets, k, alpha)
+    raise ValueError(f"solver must be 'auto' or one of {SOLVERS}, got {solver!r}")
+
+
+# --------------------------------------------------------------------------- primal paths
+
+
+def _solve_spd(G: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched solve of symmetric positive definite systems ``G x = b``.
+
+    float32 systems are factorised in float64: batched LAPACK is no faster in single
+    precision for these small matrices (measured), and the float32 path then loses
+    accuracy only in forming ``G`` and ``b``.
+    """
+    if G.dtype == np.float32:
+        return np.linalg.solve(G.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+    return np.linalg.solve(G, b)
+
+
+def _primal_rhs(source: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """``A_i^T t_i`` for every pixel: shape (npix, p, R)."""
+    th, tw, n_rhs, _ = targets.shape
+    C = source.shape[2]
+    out = np.empty((th, tw, k * k * C + 1, n_rhs), dtype=targets.dtype)
+    w = 0
+    for oy in range(k):
+        for ox in range(k):
+            win = source[oy : oy + th, ox : ox + tw]
+            out[:, :, w * C : (w + 1) * C] = np.einsum("yxcs,yxrs->yxcr", win, targets)
+            w += 1
+    out[:, :, -1] = targets.sum(axis=-1)
+    return out.reshape(th * tw, k * k * C + 1, n_rhs)
+
+
+def _split(W: np.ndarray, th: int, tw: int) -> tuple[np.ndarray, np.ndarray]:
+    """(npix, p, R) solution -> coef (th, tw, R, F), intercept (th, tw, R)."""
+    W = W.reshape(th, tw, W.shape[1], W.shape[2])
+    coef = np.ascontiguousarray(W[:, :, :-1, :].transpose(0, 1, 3, 2))
+    intercept = np.ascontiguousarray(W[:, :, -1, :])
+    return coef, intercept
+
+
+def _fit_primal(source, targets, k, alpha):
+    th, tw, _, n = targets.shape
+    At = extract_windows(source, k)  # (npix, F, n)
+    npix, F, _ = At.shape
+    G = np.empty((npix, F + 1, F + 1), dtype=source.dtype)
+    np.matmul(At, At.transpose(0, 2, 1), out=G[:, :F, :F])
+    colsum = At.sum(axis=2)
+    G[:, :F, F] = colsum
+    G[:, F, :F] = colsum
+    G[:, F, F] = n
+    _add_ridge(G, alpha)
+    b = _primal_rhs(source, targets, k)
+    return _split(_solve_spd(G, b), th, tw)
+
+
+def _add_ridge(G: np.ndarray, alpha: float) -> None:
+    d = np.einsum("ijj->ij", G)  # writable diagonal view
+    d += alpha
+
+
+def _half_deltas(k: int) -> list[tuple[int, int]]:
+    """Offsets ``delta`` with ``delta > 0`` lexicographically (plus 0), ``|delta| < k``."""
+    return [
+        (dy, dx)
+        for dy in range(0, k)
+        for dx in range(-(k - 1), k)
+        if dy > 0 or dx >= 0
+    ]
+
+
+def _pair_products(source: np.ndarray, k: int) -> tuple[np.ndarray, dict]:
+    """``Q[q, c1, c2, y, x] = sum_s S[y, x, c1, s] S[y + dy_q, x + dx_q, c2, s]``."""
+    Hr, Wr, C, _ = source.shape
+    deltas = _half_deltas(k)
+    Q = np.zeros((len(deltas), C, C, Hr, Wr), dtype=source.dtype)
+    for q, (dy, dx) in enumerate(deltas):
+        x0, x1 = max(0, -dx), Wr - max(0, dx)
+        a = source[: Hr - dy, x0:x1]
+        b = source[dy:, x0 + dx : x1 + dx]
+        if C == 1:
+            Q[q, 0, 0, : Hr - dy, x0:x1] = np.einsum("yxs,yxs->yx", a[:, :, 0], b[:, :, 0])
+        else:
+            Q[q, :, :, : Hr - dy, x0:x1] = np.einsum("yxcs,yxds->cdyx", a, b)
+    return Q, {d: q for q, d in enumerate(deltas)}
+
+
+@functools.lru_cache(maxsize=32)
+def _gram_index(k: int, C: int, th: int, tw: int) -> np.ndarray:
+    """Flat indices into the pair products ``Q`` of every Gram entry of a tile.
+
+    Returns int array of shape ``(th * tw, F, F)``: ``G[i] = Q.ravel()[idx[i]]``.
+    """
+    Hr, Wr = th + k - 1, tw + k - 1
+    index = {d: q for q, d in enumerate(_half_deltas(k))}
+    kk, F = k * k, k * k * C
+    base = np.empty((F, F), dtype=np.int64)
+    c = np.arange(C)
+    for w1 in range(kk):
+        oy1, ox1 = divmod(w1, k)
+        for w2 in range(kk):
+            oy2, ox2 = divmod(w2, k)
+            q = index.get((oy2 - oy1, ox2 - ox1))
+            if q is not None:  # Q[delta, c1, c2] at the first pixel
+                oy, ox, ca, cb = oy1, ox1, c[:, None], c[None, :]
+            else:  # Q[-delta, c2, c1] at the second pixel
+                q = index[(oy1 - oy2, ox1 - ox2)]
+                oy, ox, ca, cb = oy2, ox2, c[None, :], c[:, None]
+            base[w1 * C : (w1 + 1) * C, w2 * C : (w2 + 1) * C] = (
+                (q * C + ca) * C + cb
+            ) * (Hr * Wr) + oy * Wr + ox
+    y, x = np.divmod(np.arange(th * tw), tw)
+    pix = y * Wr + x
+    idx = pix[:, None, None] + base[None]
+    idx.setflags(write=False)
+    return idx
+
+
+def _fit_gram(source, targets, k, alpha):
+    th, tw, _, n = targets.shape
+    C = source.shape[2]
+    Q, _ = _pair_products(source, k)
+    kk, F = k * k, k * k * C
+    npix = th * tw
+    G = np.empty((npix, F + 1, F + 1), dtype=source.dtype)
+    np.take(Q.ravel(), _gram_index(k, C, th, tw), out=G[:, :F, :F], mode="clip")
+    del Q
+    colsum = source.sum(axis=-1)  # (Hr, Wr, C)
+    for w in range(kk):
+        oy, ox = divmod(w, k)
+        cs = colsum[oy : oy + th, ox : ox + tw].reshape(npix, C)
+        G[:, w * C : (w + 1) * C, F] = cs
+        G[:, F, w * C : (w + 1) * C] = cs
+    G[:, F, F] = n
+    _add_ridge(G, alpha)
+    b = _primal_rhs(source, targets, k)
+    return _split(_solve_spd(G, b), th, tw)
+
+
+# --------------------------------------------------------------------------- dual path
+
+
+def _fit_dual(source, targets, k, alpha):
+    th, tw, n_rhs, n = targets.shape
+    At = extract_windows(source, k)  # (npix, F, n)
+    npix = th * tw
+    K = np.matmul(At.transpose(0, 2, 1), At)  # (npix, n, n)
+    K += 1.0  # bias feature
+    _add_ridge(K, alpha)
+    rhs = targets.reshape(npix, n_rhs, n).transpose(0, 2, 1)  # (npix, n, R)
+    c = _solve_spd(K, rhs)
+    del K
+    coef = np.matmul(At, c)  # (npix, F, R)
+    intercept = c.sum(axis=1)
+    return (
+        np.ascontiguousarray(coef.transpose(0, 2, 1)).reshape(th, tw, n_rhs, -1),
+        intercept.reshape(th, tw, n_rhs),
+    )
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def default_subtile(k: int) -> int:
+    """Side of the cache-sized sub-tiles a region is solved in (measured optimum)."""
+    return 32 if k <= 3 else 16
+
+
+def fit_region(
+    source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    receptive_field: int,
+    alpha: float,
+    colour: str = "per_channel",
+    solver: Solver = "auto",
+    subtile: int | None = None,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit masked ridge weights for every pixel of a region (any size).
+
+    Parameters
+    ----------
+    source : ndarray, shape (h + k - 1, w + k - 1, C, n)
+        Source region with its halo (zeros outside the image), samples last.
+    targets : ndarray, shape (h, w, m, C, n)
+        ``m`` target stacks, samples last, same dtype as ``source``.
+    receptive_field, alpha, solver
+        As :func:`fit_block`.
+    colour : {"per_channel", "joint"}
+        ``per_channel``: output channel ``c`` sees input channel ``c`` only (the paper);
+        ``joint``: every output channel sees the window of all input channels.
+    subtile : int, optional
+        Side of the sub-tiles solved at once (default :func:`default_subtile`).
+    n_jobs : int
+        Threads solving sub-tiles concurrently (BLAS is kept single-threaded).
+
+    Returns
+    -------
+    coef : ndarray, shape (m, C, h, w, F)
+        ``F = k*k`` (per_channel) or ``k*k*C`` (joint), features ``(dy, dx, channel)``.
+    intercept : ndarray, shape (m, C, h, w)
+    """
+    from threadpoolctl import threadpool_limits
+
+    k = receptive_field
+    h, w, m, C, n = targets.shape
+    F = k * k * (C if colour == "joint" else 1)
+    coef = np.empty((m, C, h, w, F), dtype=source.dtype)
+    intercept = np.empty((m, C, h, w), dtype=source.dtype)
+    t = subtile or default_subtile(k)
+    groups = [slice(None)] if colour == "joint" else [slice(c, c + 1) for c in range(C)]
+    jobs = [(y, x, g) for y in range(0, h, t) for x in range(0, w, t) for g in groups]
+
+    def run(job):
+        y, x, g = job
+        th, tw = min(t, h - y), min(t, w - x)
+        src = source[y : y + th + k - 1, x : x + tw + k - 1, g]
+        rhs = targets[y : y + th, x : x + tw, :, g].reshape(th, tw, -1, n)
+        cb, ib = fit_block(src, rhs, receptive_field=k, alpha=alpha, solver=solver)
+        # (th, tw, m * Cg, F) -> (m, Cg, th, tw, F)
+        Cg = rhs.shape[2] // m
+        coef[:, g, y : y + th, x : x + tw] = cb.reshape(th, tw, m, Cg, F).transpose(2, 3, 0, 1, 4)
+        intercept[:, g, y : y + th, x : x + tw] = ib.reshape(th, tw, m, Cg).transpose(2, 3, 0, 1)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_jobs > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                list(pool.map(run, jobs))
+        else:
+            for job in jobs:
+                run(job)
+    return coef, intercept
