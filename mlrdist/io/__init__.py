@@ -1,0 +1,1 @@
+"""All side effects: stores (fsspec/zarr), image decode/encode, archives."""
