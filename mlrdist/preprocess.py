@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCALINGS", "check_alpha", "check_dtype", "check_stack", "scale_images"]
+__all__ = [
+    "SCALINGS",
+    "apply_scaling",
+    "check_alpha",
+    "check_dtype",
+    "check_stack",
+    "scale_images",
+    "scaling_params",
+    "split_targets",
+]
 
 SCALINGS = ("unit", "minmax", "none")
 
@@ -75,22 +84,40 @@ def check_stack(X: Any, name: str) -> np.ndarray:
     return X if X.ndim == 4 else X[..., None]
 
 
+def scaling_params(X: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image offset and span ``(lo, span)``, each shape ``(n,)``, of a 4-D stack.
+
+    ``scaled = (X - lo) / span`` (0 where ``span == 0``). Computing them once for whole
+    images lets tiles of the same images be scaled identically (see ``train``).
+    """
+    n = X.shape[0]
+    if scaling == "none" or (scaling == "unit" and X.dtype.kind == "f"):
+        return np.zeros(n), np.ones(n)
+    if scaling == "unit":
+        return np.zeros(n), np.full(n, float(np.iinfo(X.dtype).max))
+    if scaling == "minmax":
+        lo = X.min(axis=(1, 2, 3)).astype(np.float64)
+        return lo, X.max(axis=(1, 2, 3)).astype(np.float64) - lo
+    raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+
+
+def apply_scaling(X: np.ndarray, lo: np.ndarray, span: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``(X - lo) / span`` per image (``lo``, ``span`` of shape ``(n,)``), in float64, cast."""
+    shape = (-1,) + (1,) * (X.ndim - 1)
+    lo = np.asarray(lo, dtype=np.float64).reshape(shape)
+    span = np.asarray(span, dtype=np.float64).reshape(shape)
+    if not lo.any() and np.all(span == 1):
+        return X.astype(dtype, copy=False)
+    out = X.astype(np.float64) - lo
+    np.divide(out, span, out=out, where=span > 0)
+    out[np.broadcast_to(span <= 0, out.shape)] = 0.0
+    return out.astype(dtype, copy=False)
+
+
 def scale_images(X: np.ndarray, scaling: str, dtype: np.dtype) -> np.ndarray:
     """Scale a validated 4-D stack to the model's working range and dtype."""
-    if scaling == "none":
-        return X.astype(dtype, copy=False)
-    if scaling == "unit":
-        if X.dtype.kind in "ui":
-            return (X / np.iinfo(X.dtype).max).astype(dtype, copy=False)
-        return X.astype(dtype, copy=False)
-    if scaling == "minmax":
-        Xf = X.astype(dtype, copy=True)
-        lo = Xf.min(axis=(1, 2, 3), keepdims=True)
-        span = Xf.max(axis=(1, 2, 3), keepdims=True) - lo
-        Xf -= lo
-        np.divide(Xf, span, out=Xf, where=span > 0)
-        return Xf
-    raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    lo, span = scaling_params(X, scaling)
+    return apply_scaling(X, lo, span, dtype)
 
 
 def split_targets(Y: Any, x_shape: tuple[int, ...], name: str = "Y") -> tuple[np.ndarray, tuple, str]:

@@ -6,6 +6,7 @@ the repository; tests that need them skip with the reason when neither exists.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -48,3 +49,98 @@ def london_small(data_dir) -> tuple[np.ndarray, np.ndarray]:
         [load(data_dir / "london-face-set" / "smiling" / p.name.replace("_03", "_08")) for p in neutral]
     )
     return X, Y
+
+
+# ----------------------------------------------------------------------------- S3 (moto)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real ``moto_server`` process on 127.0.0.1 at a free port; yields its endpoint."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto_server did not start on {endpoint}") from None
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """Fresh moto state, credentials in the environment, a bucket ``test``.
+
+    Yields ``storage_options`` for fsspec/s3fs/zarr/xarray.
+    """
+    import urllib.request
+
+    import s3fs
+
+    urllib.request.urlopen(urllib.request.Request(s3_server + "/moto-api/reset", method="POST"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = {"endpoint_url": s3_server, "key": "testing", "secret": "testing"}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("test")
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield options
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+# ----------------------------------------------------------------------------- faces stores
+
+
+def write_faces_store(url: str, stacks: dict[str, np.ndarray], storage_options=None, shuffle_seed=0):
+    """Write a minimal faces.zarr: ``stacks`` maps expression -> uint8 (n, H, W, C) stack,
+    the i-th image of each stack belonging to subject ``s{i:03d}``. Samples are shuffled."""
+    import xarray as xr
+
+    from mlrdist.io.stores import open_store
+
+    images, subjects, expressions = [], [], []
+    for expr, stack in stacks.items():
+        for i, img in enumerate(stack):
+            images.append(img)
+            subjects.append(f"s{i:03d}")
+            expressions.append(expr)
+    order = np.random.default_rng(shuffle_seed).permutation(len(images))
+    img = np.stack(images)[order]
+    ds = xr.Dataset(
+        {"image": (("sample", "y", "x", "channel"), img)},
+        coords={
+            "subject": ("sample", np.array(subjects, dtype=object)[order]),
+            "expression": ("sample", np.array(expressions, dtype=object)[order]),
+            "digest": ("sample", np.array([hashlib.sha256(im.tobytes()).hexdigest() for im in img], dtype=object)),
+        },
+    )
+    ds.to_zarr(open_store(url, storage_options), mode="w", consolidated=False)
+    return url

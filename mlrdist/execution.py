@@ -1,0 +1,129 @@
+"""Where Dask work runs: an embedded LocalCluster, any cluster by address, or a local scheduler.
+
+``scheduler`` (or the ``MLRDIST_SCHEDULER`` environment variable) selects:
+
+* ``None``: an embedded ``distributed.LocalCluster`` (one single-threaded worker process
+  per core), closed at the end; the dashboard link is logged.
+* ``"tcp://host:8786"`` (any address): an existing Dask cluster.
+* ``"synchronous"``, ``"threads"``, ``"processes"``: Dask's local schedulers, without
+  ``distributed`` (useful for debugging and small jobs).
+
+A ready ``distributed.Client`` can be passed instead and is left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Executor", "LOCAL_SCHEDULERS", "open_executor"]
+
+log = logging.getLogger(__name__)
+LOCAL_SCHEDULERS = ("synchronous", "threads", "processes")
+
+
+@dataclass
+class Executor:
+    """Runs independent tasks on the chosen Dask back-end."""
+
+    client: Any = None
+    scheduler: str | None = None
+    dashboard: str | None = None
+
+    @property
+    def n_workers(self) -> int:
+        if self.client is not None:
+            return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+        return 1 if self.scheduler == "synchronous" else os.cpu_count() or 1
+
+    @property
+    def worker_memory(self) -> int | None:
+        """Memory per task slot (bytes): a worker's limit over its threads."""
+        if self.client is not None:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+            per_slot = [w["memory_limit"] / max(1, w["nthreads"]) for w in workers if w.get("memory_limit")]
+            return int(min(per_slot)) if per_slot else None
+        import psutil
+
+        slots = 1 if self.scheduler == "synchronous" else os.cpu_count() or 1
+        return int(psutil.virtual_memory().available / slots)
+
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        items: Sequence[Any],
+        *,
+        key: str,
+        retries: int = 2,
+        progress: bool = False,
+        desc: str = "",
+    ) -> list[Any]:
+        """``[func(item) for item in items]`` as Dask tasks; results in input order."""
+        if not items:
+            return []
+        if self.client is not None:
+            return self._map_distributed(func, items, key, retries, progress, desc)
+        import dask
+
+        tasks = [
+            dask.delayed(func, pure=False)(item, dask_key_name=f"{key}-{i}") for i, item in enumerate(items)
+        ]
+        if progress:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar(out=sys.stderr):
+                return list(dask.compute(*tasks, scheduler=self.scheduler))
+        return list(dask.compute(*tasks, scheduler=self.scheduler))
+
+    def _map_distributed(self, func, items, key, retries, progress, desc):
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        futures = self.client.map(func, items, key=[f"{key}-{i}" for i in range(len(items))], retries=retries)
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(items)
+        with tqdm(total=len(items), desc=desc, unit="task", disable=not progress, file=sys.stderr) as bar:
+            for fut in as_completed(futures):
+                results[index[fut.key]] = fut.result()
+                bar.update()
+        return results
+
+
+@contextmanager
+def open_executor(client: Any = None, scheduler: str | None = None) -> Iterator[Executor]:
+    """Context manager yielding an :class:`Executor` (see the module docstring)."""
+    if client is not None:
+        yield Executor(client=client, dashboard=getattr(client, "dashboard_link", None))
+        return
+    scheduler = scheduler or os.environ.get("MLRDIST_SCHEDULER") or None
+    if scheduler in LOCAL_SCHEDULERS:
+        yield Executor(scheduler=scheduler)
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ValueError(
+            "the distributed scheduler needs the 'distributed' package: pip install "
+            "'mlrdist[distributed]', or pass scheduler='threads'"
+        ) from exc
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+        with cluster, Client(cluster) as cl:
+            log.info("Dask dashboard: %s", cl.dashboard_link)
+            yield Executor(client=cl, dashboard=cl.dashboard_link)
+        return
+    if "://" not in scheduler:
+        raise ValueError(
+            f"scheduler must be a Dask scheduler address (e.g. tcp://host:8786) or one of "
+            f"{LOCAL_SCHEDULERS}, got {scheduler!r}"
+        )
+    with Client(scheduler) as cl:
+        log.info("Dask dashboard: %s", cl.dashboard_link)
+        yield Executor(client=cl, dashboard=cl.dashboard_link)
