@@ -93,7 +93,7 @@ class TilePlan:
         return (
             f"{ny * nx} tiles of {self.tile}x{self.tile} px (halo {self.halo}) over "
             f"{self.height}x{self.width}, {self.n_samples} samples, ~"
-            f"{self.task_nbytes() / 2**20:.0f} MiB per task"
+            f"{self.task_nbytes() / 2**20:.1f} MiB per task"
         )
 
     def check_memory(self, worker_memory: int | None) -> None:

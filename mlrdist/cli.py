@@ -26,16 +26,23 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
     return register
 
 
+def _registry() -> dict:
+    # ``python -m mlrdist.cli`` runs this file as ``__main__``: use the package module's table.
+    import importlib
+
+    return importlib.import_module("mlrdist.cli").COMMANDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlrdist",
         description="Masked linear regression for facial expression synthesis, at scale.",
     )
-    from . import __version__
+    from mlrdist import __version__
 
     parser.add_argument("--version", action="version", version=f"mlrdist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, add_arguments, run) in sorted(COMMANDS.items()):
+    for name, (help_text, add_arguments, run) in sorted(_registry().items()):
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
         p.set_defaults(_run=run)
@@ -61,11 +68,11 @@ def _load_commands() -> None:
     import importlib
     import pkgutil
 
-    from . import __path__ as pkg_path
+    import mlrdist
 
-    for mod in pkgutil.iter_modules(pkg_path):
+    for mod in pkgutil.iter_modules(mlrdist.__path__):
         if mod.name.startswith("cli_"):
-            importlib.import_module(f"{__package__}.{mod.name}")
+            importlib.import_module(f"mlrdist.{mod.name}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -163,6 +163,7 @@ class TrainReport:
     fingerprint: str
     dropped_subjects: list[str] = field(default_factory=list)
     dashboard: str | None = None
+    selection: dict | None = None
 
     def summary(self) -> str:
         return (
@@ -178,12 +179,14 @@ def fit_weights(
     *,
     source: str = "neutral",
     targets: tuple[str, ...] | str = ("smiling",),
-    receptive_field: int = 3,
-    alpha: float = 0.4,
+    receptive_field: int | str = 3,
+    alpha: float | str = 0.4,
     colour: str = "per_channel",
     dtype: str = "float64",
     scaling: str = "unit",
     tile: int | None = None,
+    receptive_fields: tuple[int, ...] | None = None,
+    alphas: tuple[float, ...] | None = None,
     client: Any = None,
     scheduler: str | None = None,
     overwrite: bool = False,
@@ -200,7 +203,10 @@ def fit_weights(
     source, targets
         Expressions to map from and to; pairs are formed by subject.
     receptive_field, alpha, colour, dtype, scaling
-        As :class:`~mlrdist.MaskedRidge`.
+        As :class:`~mlrdist.MaskedRidge`. ``"auto"`` chooses ``alpha`` by closed-form
+        leave-one-out and/or ``receptive_field`` on held-out subjects (over ``alphas`` /
+        ``receptive_fields``); see :mod:`mlrdist.select`. The choice and its scores are
+        stored in the weights attrs (``mlrdist.selection``).
     tile : int, optional
         Tile side in pixels (one task and one Zarr chunk each); default: planned from the
         workers' memory.
@@ -215,9 +221,10 @@ def fit_weights(
         Show a progress bar.
     """
     t0 = time.perf_counter()
+    auto_k, auto_alpha = receptive_field == "auto", alpha == "auto"
     cfg = TrainConfig(
-        source=source, targets=targets, receptive_field=receptive_field, alpha=alpha,
-        colour=colour, dtype=dtype, scaling=scaling,
+        source=source, targets=targets, receptive_field=3 if auto_k else receptive_field,
+        alpha=0.4 if auto_alpha else alpha, colour=colour, dtype=dtype, scaling=scaling,
     )
     weights_options = weights_storage_options if weights_storage_options is not None else storage_options
     ds = _open_faces(faces, storage_options)
@@ -225,13 +232,26 @@ def fit_weights(
     n_store, H, W, C = ds["image"].shape
     with open_executor(client, scheduler) as ex:
         lo, span = _scaling(ds, pairs, cfg.scaling)
+        selection = None
+        if auto_k or auto_alpha:
+            from .select import DEFAULT_ALPHAS, DEFAULT_RECEPTIVE_FIELDS, select_hyperparameters
+
+            X, Y = _load_pairs(ds, pairs, lo, span)
+            selection = select_hyperparameters(
+                X, Y, colour=cfg.colour,
+                receptive_fields=(receptive_fields or DEFAULT_RECEPTIVE_FIELDS) if auto_k else (cfg.receptive_field,),
+                alphas=(alphas or DEFAULT_ALPHAS) if auto_alpha else (cfg.alpha,),
+            )
+            del X, Y
+            cfg = replace(cfg, receptive_field=selection.receptive_field, alpha=selection.alpha)
+            log.info("selected receptive_field=%d alpha=%g", cfg.receptive_field, cfg.alpha)
         plan = plan_tiles(
             H, W, receptive_field=cfg.receptive_field, n_samples=len(pairs.subjects), channels=C,
             n_targets=len(cfg.targets), colour=cfg.colour, itemsize=np.dtype(cfg.dtype).itemsize,
             tile=tile, worker_memory=ex.worker_memory, min_tiles=2 * ex.n_workers,
         )
         fingerprint = _fingerprint(cfg, ds, pairs, plan)
-        done = _prepare_store(weights, weights_options, ds, cfg, plan, pairs, fingerprint, overwrite)
+        done = _prepare_store(weights, weights_options, ds, cfg, plan, pairs, fingerprint, overwrite, selection)
         todo = [t for t in plan.tiles() if not done[t.iy, t.ix]]
         log.info("training %s: %s; %d tiles to do", weights, plan.describe(), len(todo))
         job = TileJob(
@@ -247,6 +267,7 @@ def fit_weights(
             tiles_total=len(plan.tiles()), tiles_computed=len(todo),
             tiles_skipped=len(plan.tiles()) - len(todo), seconds=time.perf_counter() - t0,
             fingerprint=fingerprint, dropped_subjects=list(pairs.dropped), dashboard=ex.dashboard,
+            selection=selection.to_dict() if selection is not None else None,
         )
 
 
@@ -289,6 +310,14 @@ def _scaling(ds, pairs: Pairs, scaling: str) -> tuple[np.ndarray, np.ndarray]:
     return lo, span
 
 
+def _load_pairs(ds, pairs: Pairs, lo, span) -> tuple[np.ndarray, np.ndarray]:
+    """All training pairs in memory, scaled: X (n, H, W, C), Y (m, n, H, W, C)."""
+    image = ds["image"]
+    X = apply_scaling(image.isel(sample=pairs.source).values, lo[pairs.source], span[pairs.source], np.float64)
+    Y = np.stack([apply_scaling(image.isel(sample=t).values, lo[t], span[t], np.float64) for t in pairs.targets])
+    return X, Y
+
+
 def _fingerprint(cfg: TrainConfig, ds, pairs: Pairs, plan: TilePlan) -> str:
     digests = [str(d) for d in ds["digest"].values.tolist()] if "digest" in ds.variables else None
     ident = (lambda i: digests[i]) if digests is not None else (lambda i: int(i))
@@ -304,7 +333,7 @@ def _fingerprint(cfg: TrainConfig, ds, pairs: Pairs, plan: TilePlan) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _prepare_store(url, options, ds, cfg, plan, pairs, fingerprint, overwrite) -> np.ndarray:
+def _prepare_store(url, options, ds, cfg, plan, pairs, fingerprint, overwrite, selection=None) -> np.ndarray:
     """Create the weights template, or resume a matching store; returns ``tile_done``."""
     import zarr
 
@@ -319,7 +348,7 @@ def _prepare_store(url, options, ds, cfg, plan, pairs, fingerprint, overwrite) -
                 f"configuration or data ({_diff(meta.get('config', {}), cfg.to_dict())}); pass "
                 "overwrite=True (CLI: --overwrite) to replace it, or choose another path"
             )
-    _write_template(url, options, ds, cfg, plan, pairs, fingerprint)
+    _write_template(url, options, ds, cfg, plan, pairs, fingerprint, selection)
     ny, nx = plan.grid
     return np.zeros((ny, nx), dtype=bool)
 
@@ -329,7 +358,7 @@ def _diff(old: dict, new: dict) -> str:
     return "; ".join(changed) if changed else "same settings, different training data or tile"
 
 
-def _write_template(url, options, ds, cfg, plan, pairs, fingerprint) -> None:
+def _write_template(url, options, ds, cfg, plan, pairs, fingerprint, selection=None) -> None:
     import dask.array as da
     import xarray as xr
 
@@ -373,6 +402,7 @@ def _write_template(url, options, ds, cfg, plan, pairs, fingerprint) -> None:
         "faces_attrs": {k2: v for k2, v in ds.attrs.items() if isinstance(v, (str, int, float, list))},
         "version": __version__,
         "complete": False,
+        "selection": selection.to_dict() if selection is not None else None,
     }
     out.to_zarr(open_store(url, options), mode="w", compute=False, consolidated=False)
 

@@ -199,3 +199,18 @@ def test_worker_killed_mid_training(tmp_path):
     assert "error" not in result, result.get("error")
     assert result["report"].tiles_computed == 64
     assert_same(load_weights(out), MaskedRidge(9, 0.4).fit(X, Y))
+
+
+def test_auto_hyperparameters_stored_in_attrs(faces, tmp_path):
+    out = str(tmp_path / "w.zarr")
+    report = fit_weights(
+        faces, out, receptive_field="auto", alpha="auto", receptive_fields=(1, 3),
+        alphas=(0.1, 1.0, 10.0), tile=8, scheduler="synchronous",
+    )
+    sel = report.selection
+    assert sel["receptive_field"] in (1, 3) and sel["alpha"] in (0.1, 1.0, 10.0)
+    model = load_weights(out)
+    assert model.receptive_field == sel["receptive_field"] and model.alpha == sel["alpha"]
+    stored = model.meta["selection"]
+    assert [s["receptive_field"] for s in stored["scores"]] == [1, 3]
+    assert len(stored["scores"][0]["loo_mse"]) == 3

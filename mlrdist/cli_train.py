@@ -1,0 +1,97 @@
+"""``mlrdist train FACES WEIGHTS``: fit masked-regression weights on Dask."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from .cli import command
+
+
+def parse_options(pairs: list[str] | None) -> dict | None:
+    """``["endpoint_url=http://...", "anon=true"]`` -> fsspec storage options."""
+    if not pairs:
+        return None
+    out: dict = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--storage-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _int_or_auto(text: str):
+    return text if text == "auto" else int(text)
+
+
+def _float_or_auto(text: str):
+    return text if text == "auto" else float(text)
+
+
+def quiet_logging() -> None:
+    """mlrdist's INFO messages on stderr; Dask's own only from WARNING up."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        import distributed  # noqa: F401  (configures its loggers on import)
+    except ImportError:  # pragma: no cover
+        pass
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_dask_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786), or synchronous/threads/processes; "
+        "default: $MLRDIST_SCHEDULER or an embedded LocalCluster",
+    )
+    p.add_argument(
+        "--storage-option", "-S", action="append", metavar="KEY=VALUE",
+        help="fsspec storage option for s3:// and other URLs (repeatable), e.g. "
+        "-S endpoint_url=http://127.0.0.1:9000",
+    )
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("faces", help="faces.zarr URL (from `mlrdist ingest`)")
+    p.add_argument("weights", help="weights.zarr URL to write (resumed when it exists)")
+    p.add_argument("--source", default="neutral", help="source expression (default: neutral)")
+    p.add_argument("--targets", nargs="+", default=["smiling"], help="target expression(s)")
+    p.add_argument(
+        "-k", "--receptive-field", type=_int_or_auto, default=3,
+        help="odd window side (default 3), or 'auto' to choose on held-out subjects",
+    )
+    p.add_argument(
+        "--alpha", type=_float_or_auto, default=0.4,
+        help="ridge penalty (default 0.4), or 'auto' for closed-form leave-one-out",
+    )
+    p.add_argument("--colour", choices=["per_channel", "joint"], default="per_channel")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--scaling", choices=["unit", "minmax", "none"], default="unit")
+    p.add_argument("--tile", type=int, help="tile side in pixels (default: planned)")
+    p.add_argument("--overwrite", action="store_true", help="replace a store trained differently")
+    add_dask_arguments(p)
+
+
+@command("train", "Fit masked-regression weights from a faces.zarr into a weights.zarr (Dask).", _args)
+def run(args: argparse.Namespace) -> int:
+    from .train import fit_weights
+
+    quiet_logging()
+    report = fit_weights(
+        args.faces, args.weights, source=args.source, targets=tuple(args.targets),
+        receptive_field=args.receptive_field, alpha=args.alpha, colour=args.colour,
+        dtype=args.dtype, scaling=args.scaling, tile=args.tile, scheduler=args.scheduler,
+        overwrite=args.overwrite, storage_options=parse_options(args.storage_option), progress=True,
+    )
+    print(report.summary())
+    if report.selection:
+        print(f"selected receptive_field={report.selection['receptive_field']} alpha={report.selection['alpha']:g}")
+    if report.dropped_subjects:
+        print(f"subjects without a complete pair (skipped): {', '.join(report.dropped_subjects)}")
+    return 0
