@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import tracemalloc
@@ -33,32 +32,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _data import find_data, load_london  # noqa: E402
 
 from mlrdist import MaskedRidge  # noqa: E402
 from mlrdist.kernels.ridge import choose_solver, default_subtile  # noqa: E402
-
-
-def find_data(arg: str | None) -> Path:
-    for cand in (arg, os.environ.get("MLRDIST_DATA"), REPO.parent / "shared" / "data"):
-        if cand and (Path(cand) / "london-face-set").is_dir():
-            return Path(cand)
-    sys.exit("London set not found: pass --data DIR or set MLRDIST_DATA")
-
-
-def load_london(data: Path, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    X, Y = [], []
-    for tem in sorted((data / "london-face-set" / "neutral").glob("*_03.tem"))[:n]:
-        pts = np.loadtxt(tem, skiprows=1, max_rows=2)
-        centre = pts.mean(axis=0) + [0, 0.35 * np.ptp(pts[:, 0]) * 1.5]
-        half = 1.6 * np.ptp(pts[:, 0])
-        box = tuple(int(v) for v in (*(centre - half), *(centre + half)))
-        smile = data / "london-face-set" / "smiling" / tem.name.replace("_03.tem", "_08.jpg")
-        for path, out in ((tem.with_suffix(".jpg"), X), (smile, Y)):
-            img = Image.open(path).convert("L").crop(box).resize((size, size), Image.BICUBIC)
-            out.append(np.asarray(img))
-    return np.stack(X), np.stack(Y)
 
 
 def best_of(fn, repeat: int) -> float:

@@ -84,6 +84,21 @@ def pair_indices(subjects, expressions, source: str, targets: tuple[str, ...]) -
     )
 
 
+def restrict_pairs(pairs: Pairs, subjects) -> Pairs:
+    """Keep only the pairs of ``subjects`` (order of ``pairs`` kept)."""
+    wanted = {str(s) for s in subjects}
+    keep = [j for j, s in enumerate(pairs.subjects) if s in wanted]
+    missing = sorted(wanted - set(pairs.subjects))
+    if missing:
+        raise ValueError(f"subjects without a complete pair in the store: {missing[:10]}")
+    if not keep:
+        raise ValueError("subjects selects no training pair; give at least one subject")
+    return Pairs(
+        subjects=tuple(pairs.subjects[j] for j in keep), source=pairs.source[keep],
+        targets=pairs.targets[:, keep], dropped=pairs.dropped,
+    )
+
+
 # --------------------------------------------------------------------------- tile task
 
 
@@ -187,6 +202,7 @@ def fit_weights(
     tile: int | None = None,
     receptive_fields: tuple[int, ...] | None = None,
     alphas: tuple[float, ...] | None = None,
+    subjects: Any = None,
     client: Any = None,
     scheduler: str | None = None,
     overwrite: bool = False,
@@ -207,6 +223,8 @@ def fit_weights(
         leave-one-out and/or ``receptive_field`` on held-out subjects (over ``alphas`` /
         ``receptive_fields``); see :mod:`mlrdist.select`. The choice and its scores are
         stored in the weights attrs (``mlrdist.selection``).
+    subjects : sequence of str, optional
+        Train on these subjects only (e.g. to hold others out for evaluation).
     tile : int, optional
         Tile side in pixels (one task and one Zarr chunk each); default: planned from the
         workers' memory.
@@ -229,6 +247,8 @@ def fit_weights(
     weights_options = weights_storage_options if weights_storage_options is not None else storage_options
     ds = _open_faces(faces, storage_options)
     pairs = pair_indices(ds["subject"].values, ds["expression"].values, cfg.source, cfg.targets)
+    if subjects is not None:
+        pairs = restrict_pairs(pairs, subjects)
     n_store, H, W, C = ds["image"].shape
     with open_executor(client, scheduler) as ex:
         lo, span = _scaling(ds, pairs, cfg.scaling)

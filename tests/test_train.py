@@ -214,3 +214,14 @@ def test_auto_hyperparameters_stored_in_attrs(faces, tmp_path):
     stored = model.meta["selection"]
     assert [s["receptive_field"] for s in stored["scores"]] == [1, 3]
     assert len(stored["scores"][0]["loo_mse"]) == 3
+
+
+def test_train_on_a_subset_of_subjects(faces, stacks, tmp_path):
+    out = str(tmp_path / "w.zarr")
+    keep = [f"s{i:03d}" for i in range(0, 14, 2)]
+    report = fit_weights(faces, out, receptive_field=3, tile=8, scheduler="synchronous", subjects=keep)
+    assert report.n_pairs == 7
+    ref = MaskedRidge(3, 0.4).fit(stacks["neutral"][::2], stacks["smiling"][::2])
+    assert_same(load_weights(out), ref)
+    with pytest.raises(ValueError, match=r"subjects without a complete pair in the store: \['zz'\]"):
+        fit_weights(faces, str(tmp_path / "w2.zarr"), scheduler="synchronous", subjects=["zz"])
