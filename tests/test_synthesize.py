@@ -1,0 +1,90 @@
+"""Bulk synthesis from Zarr inputs: equals in-memory prediction, resumable, one output per
+input, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from conftest import write_faces_store
+
+from mlrdist.io.stores import open_store
+from mlrdist.synthesize import synthesize, to_uint8
+from mlrdist.train import fit_weights, load_weights
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("syn")
+    rng = np.random.default_rng(11)
+    X = rng.integers(0, 256, (10, 16, 12, 3), dtype=np.uint8)
+    stacks = {
+        "neutral": X,
+        "smiling": np.clip(X * 0.8 + 30, 0, 255).astype(np.uint8),
+        "sad": np.clip(X * 0.6, 0, 255).astype(np.uint8),
+    }
+    faces = write_faces_store(str(tmp / "faces.zarr"), stacks)
+    weights = str(tmp / "weights.zarr")
+    fit_weights(faces, weights, targets=("smiling", "sad"), receptive_field=3, scheduler="synchronous")
+    return faces, weights
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_zarr_to_zarr_equals_in_memory(trained, tmp_path, scheduler):
+    faces, weights = trained
+    out = str(tmp_path / "out.zarr")
+    report = synthesize(weights, faces, out, batch=7, scheduler=scheduler)
+    assert report.converted == 30 and report.targets == ["smiling", "sad"]
+    ds = xr.open_zarr(faces, consolidated=False)
+    got = xr.open_zarr(out, consolidated=False)
+    ref = load_weights(weights).predict(ds["image"].values)
+    for t in ("smiling", "sad"):
+        np.testing.assert_array_equal(got["image"].sel(target=t).values, to_uint8(ref[t]))
+    # the inputs' sample coordinates come along
+    assert list(got["subject"].values) == list(ds["subject"].values)
+
+
+def test_resume_converts_only_missing_batches(trained, tmp_path):
+    faces, weights = trained
+    out = str(tmp_path / "out.zarr")
+    synthesize(weights, faces, out, batch=8, scheduler="threads")
+    group = zarr.open_group(open_store(out), mode="r+")
+    before = group["image"][...]
+    group["batch_done"][1] = 0
+    group["image"][:, 8:16] = 0
+    again = synthesize(weights, faces, out, batch=8, scheduler="threads")
+    assert (again.converted, again.skipped_done) == (8, 22)
+    np.testing.assert_array_equal(zarr.open_group(open_store(out))["image"][...], before)
+    assert synthesize(weights, faces, out, batch=8, scheduler="threads").converted == 0
+
+
+def test_refuses_other_weights_without_overwrite(trained, tmp_path):
+    faces, weights = trained
+    out = str(tmp_path / "out.zarr")
+    synthesize(weights, faces, out, batch=8, scheduler="synchronous")
+    with pytest.raises(ValueError, match="already hold a synthesis from other weights or inputs"):
+        synthesize(weights, faces, out, batch=4, scheduler="synchronous")
+    assert synthesize(weights, faces, out, batch=4, scheduler="synchronous", overwrite=True).converted == 30
+
+
+def test_size_mismatch_is_explained(trained, tmp_path):
+    _, weights = trained
+    other = write_faces_store(str(tmp_path / "small.zarr"), {"neutral": np.zeros((2, 8, 8, 3), np.uint8)})
+    with pytest.raises(ValueError, match=r"hold \(8, 8, 3\) images but the weights expect \(16, 12, 3\)"):
+        synthesize(weights, other, str(tmp_path / "o.zarr"), scheduler="synchronous")
+
+
+def test_incomplete_weights_are_refused(trained, tmp_path):
+    faces, weights = trained
+    import shutil
+
+    broken = str(tmp_path / "broken.zarr")
+    shutil.copytree(weights, broken)
+    group = zarr.open_group(broken, mode="r+")
+    group["tile_done"][0, 0] = 0
+    meta = dict(group.attrs["mlrdist"])
+    meta["complete"] = False
+    group.attrs["mlrdist"] = meta
+    with pytest.raises(ValueError, match="is incomplete"):
+        synthesize(broken, faces, str(tmp_path / "o.zarr"), scheduler="synchronous")
