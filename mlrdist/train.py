@@ -447,6 +447,8 @@ class StoredMaskedRidge(MaskedRidge):
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         import zarr
 
+        if not group_exists(url, storage_options):
+            raise FileNotFoundError(f"no weights store at {url!r}: train one with `mlrdist train` first")
         group = zarr.open_group(open_store(url, storage_options, read_only=True), mode="r")
         meta = dict(group.attrs).get("mlrdist")
         if meta is None:

@@ -1,0 +1,54 @@
+"""Thin Prefect tasks: one mlrdist call each, plus retries, run names and artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+# Stages are idempotent and resumable themselves: Prefect retries re-run them safely, and
+# caching is left to the stores' own completion flags (NO_CACHE).
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "cache_policy": NO_CACHE, "persist_result": True}
+
+
+@task(name="train", task_run_name="train {weights}", **IO_RETRIES)
+def train(faces: str, weights: str, **options: Any):
+    from mlrdist.train import fit_weights
+
+    return fit_weights(faces, weights, **options)
+
+
+@task(name="synthesize", task_run_name="synthesize {inputs} -> {outputs}", **IO_RETRIES)
+def synthesize(weights: str, inputs: str, outputs: str, **options: Any):
+    from mlrdist.synthesize import synthesize as run
+
+    return run(weights, inputs, outputs, **options)
+
+
+@task(name="publish-train-report", cache_policy=NO_CACHE)
+def publish_train_report(report) -> None:
+    rows = [
+        {"item": "weights", "value": report.weights},
+        {"item": "training pairs", "value": report.n_pairs},
+        {"item": "plan", "value": report.plan},
+        {"item": "tiles computed / skipped", "value": f"{report.tiles_computed} / {report.tiles_skipped}"},
+        {"item": "seconds", "value": round(report.seconds, 1)},
+    ]
+    if report.selection:
+        rows.append({"item": "selected k / alpha", "value": f"{report.selection['receptive_field']} / {report.selection['alpha']}"})
+    create_table_artifact(rows, key="train-report", description=report.summary())
+    if report.dashboard:
+        create_link_artifact(report.dashboard, link_text="Dask dashboard", key="dask-dashboard")
+
+
+@task(name="publish-synthesis-report", cache_policy=NO_CACHE)
+def publish_synthesis_report(report) -> None:
+    lines = [f"**{report.summary()}**", ""]
+    if report.failed:
+        lines += ["| input | reason |", "|---|---|"]
+        lines += [f"| `{url}` | {reason} |" for url, reason in sorted(report.failed.items())[:200]]
+    if report.no_face:
+        lines += ["", f"No face found in {len(report.no_face)} photo(s):", *[f"- `{u}`" for u in report.no_face[:200]]]
+    create_markdown_artifact("\n".join(lines), key="synthesis-report", description=report.summary())
