@@ -2,8 +2,12 @@
 
 Khan, Akram, Mahmood, Ashraf, Murtaza, "Masked Linear Regression for Learning Local
 Receptive Fields for Facial Expression Synthesis", IJCV 128(5), 2020.
+
+The in-memory models are imported eagerly; the stages (which pull in xarray, zarr, dask)
+on first use.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from .baselines.l2 import FullRidge
@@ -14,4 +18,22 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-__all__ = ["FullRidge", "MaskedRidge", "__version__"]
+# public name -> module defining it (imported on first access)
+_LAZY = {
+    "fit_weights": "mlrdist.train",
+    "load_weights": "mlrdist.train",
+    "select_hyperparameters": "mlrdist.select",
+    "synthesize": "mlrdist.synthesize",
+}
+
+__all__ = sorted(["FullRidge", "MaskedRidge", "__version__", *_LAZY])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mlrdist' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
