@@ -26,7 +26,18 @@ _LAZY = {
     "synthesize": "mlrdist.synthesize",
 }
 
-__all__ = sorted(["FullRidge", "MaskedRidge", "__version__", *_LAZY])
+__all__ = [
+    "FullRidge",
+    "MaskedRidge",
+    "__version__",
+    "fit_weights",
+    "load_weights",
+    "select_hyperparameters",
+    "synthesize",
+]
+
+
+assert set(_LAZY) <= set(__all__), "every lazy name is public"
 
 
 def __getattr__(name: str):

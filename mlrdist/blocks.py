@@ -19,6 +19,7 @@ __all__ = ["Tile", "TilePlan", "plan_tiles"]
 # Fraction of a worker's memory limit a task may plan to use (Dask's spill threshold is 0.6).
 MEMORY_FRACTION = 0.5
 DEFAULT_TILE_CANDIDATES = (256, 128, 64, 32, 16)
+MAX_CHUNK = 128
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ class TilePlan:
     def n_features(self) -> int:
         k = self.receptive_field
         return k * k * (self.channels if self.colour == "joint" else 1)
+
+    @property
+    def chunk(self) -> int:
+        """Zarr chunk side of the weights: the largest divisor of the tile up to 128 px.
+
+        Tiles are whole multiples of chunks, so each task still writes only chunks it owns;
+        smaller chunks keep partial reads (a region's receptive fields) cheap. Falls back to
+        the tile itself when it has no divisor of at least 32 px.
+        """
+        best = max(d for d in range(1, min(self.tile, MAX_CHUNK) + 1) if self.tile % d == 0)
+        return best if best >= min(32, self.tile) else self.tile
 
     def tiles(self) -> list[Tile]:
         t = self.tile

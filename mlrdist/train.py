@@ -384,7 +384,7 @@ def _write_template(url, options, ds, cfg, plan, pairs, fingerprint, selection=N
 
     from . import __version__
 
-    m, C, t = len(cfg.targets), ds.sizes["channel"], plan.tile
+    m, C, t = len(cfg.targets), ds.sizes["channel"], plan.chunk
     k = cfg.receptive_field
     F = plan.n_features
     cin = C if cfg.colour == "joint" else 1
@@ -414,7 +414,8 @@ def _write_template(url, options, ds, cfg, plan, pairs, fingerprint, selection=N
         "config": cfg.to_dict(),
         "image_size": [H, W],
         "channels": C,
-        "tile": t,
+        "tile": plan.tile,
+        "chunk": t,
         "fingerprint": fingerprint,
         "n_pairs": len(pairs.subjects),
         "subjects": list(pairs.subjects),
