@@ -1,0 +1,292 @@
+"""Face alignment: a similarity transform putting the two eye centres at canonical positions.
+
+Eye centres come from, in order of preference:
+
+* a WebMorph/Psychomorph template (``.tem``; points 0 and 1 are the left and right pupils,
+  image left/right), as shipped with the London set;
+* registration to another image of the same person whose eyes are known
+  (:func:`register_pair`: a similarity transform maximising the normalised cross-correlation
+  of the upper face on downscaled grayscale images). The London set's smiling shots have no
+  template but were taken in a fixed studio set-up, so they register to the neutral shot;
+* an optional landmark detector (``pip install mlrdist[align]``: dlib + face_recognition_models,
+  imported lazily by :func:`detect_eyes`).
+
+Coordinates are continuous pixel coordinates ``(x, y)``, pixel ``i`` spanning ``[i, i + 1)``
+(Pillow's convention for ``Image.transform``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "AlignSpec",
+    "align_image",
+    "detect_eyes",
+    "eye_transform",
+    "read_tem",
+    "register_pair",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlignSpec:
+    """Output geometry: size and canonical eye positions as fractions of width/height.
+
+    The defaults put the eyes at (0.35 W, 0.4 H) and (0.65 W, 0.4 H): the eye distance is
+    0.3 W and the side margin beyond each eye 0.35 W, enough for the chin and the cheeks.
+    """
+
+    size: tuple[int, int] = (128, 128)  # (H, W)
+    left_eye: tuple[float, float] = (0.35, 0.4)  # (x / W, y / H)
+    right_eye: tuple[float, float] = (0.65, 0.4)
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, int):
+            size = (size, size)
+        size = tuple(int(s) for s in size)
+        if len(size) != 2 or not all(32 <= s <= 1024 for s in size):
+            raise ValueError(f"size must be an int or (H, W), each in 32..1024, got {self.size!r}")
+        object.__setattr__(self, "size", size)
+        lx, ly = self.left_eye
+        rx, ry = self.right_eye
+        if not (0 < lx < rx < 1 and 0 < ly < 1 and 0 < ry < 1):
+            raise ValueError(
+                f"canonical eyes must lie inside the image with the left eye left of the right one, "
+                f"got left_eye={self.left_eye}, right_eye={self.right_eye}"
+            )
+
+    def eyes_px(self) -> np.ndarray:
+        """Canonical eye centres in output pixels, shape (2, 2): rows left, right; cols x, y."""
+        H, W = self.size
+        return np.array([[self.left_eye[0] * W, self.left_eye[1] * H], [self.right_eye[0] * W, self.right_eye[1] * H]])
+
+    def to_attrs(self, method: str) -> dict:
+        """JSON-able description stored in faces.zarr's ``alignment`` attribute."""
+        d = asdict(self)
+        d = {"method": method, "size": list(d["size"]), "left_eye": list(d["left_eye"]),
+             "right_eye": list(d["right_eye"]), "margin": float(self.left_eye[0]),
+             "eyes_px": self.eyes_px().tolist(), "coordinates": "continuous pixels (x, y)"}
+        return d
+
+
+def read_tem(path_or_text: str | Path | bytes) -> np.ndarray:
+    """Points of a Psychomorph/WebMorph template.
+
+    Parameters
+    ----------
+    path_or_text : path, or the file's bytes/text
+        First line the point count, then one ``x<TAB>y`` line per point.
+
+    Returns
+    -------
+    points : ndarray, shape (n_points, 2), float64 (x, y) in pixels
+    """
+    if isinstance(path_or_text, bytes):
+        text = path_or_text.decode("utf-8", errors="replace")
+    elif isinstance(path_or_text, Path) or "\n" not in str(path_or_text):
+        text = Path(path_or_text).read_text()
+    else:
+        text = str(path_or_text)
+    lines = text.strip().splitlines()
+    try:
+        n = int(lines[0].strip())
+        pts = np.array([[float(v) for v in line.split()[:2]] for line in lines[1 : 1 + n]])
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not a template file (count line, then x<TAB>y lines): {exc}") from None
+    if pts.shape != (n, 2) or n < 2:
+        raise ValueError(f"template declares {n} points but holds {pts.shape[0]} usable x/y lines")
+    return pts
+
+
+def eye_transform(eyes: np.ndarray, spec: AlignSpec) -> np.ndarray:
+    """The similarity mapping output pixels to input pixels (the form Pillow's AFFINE wants).
+
+    Parameters
+    ----------
+    eyes : array, shape (2, 2)
+        Left and right eye centres ``(x, y)`` in the input image.
+
+    Returns
+    -------
+    M : ndarray, shape (2, 3)
+        ``[x_in, y_in] = M @ [x_out, y_out, 1]``.
+    """
+    eyes = np.asarray(eyes, dtype=np.float64)
+    if eyes.shape != (2, 2) or not np.all(np.isfinite(eyes)):
+        raise ValueError(f"eyes must be a finite (2, 2) array of (x, y) rows, got {eyes!r}")
+    src = complex(*eyes[0]), complex(*eyes[1])
+    dst = [complex(*p) for p in spec.eyes_px()]
+    if abs(src[1] - src[0]) < 1e-6:
+        raise ValueError(f"the two eye centres coincide: {eyes.tolist()}")
+    a = (src[1] - src[0]) / (dst[1] - dst[0])
+    b = src[0] - a * dst[0]
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
+def _compose_scale(M: np.ndarray, factor: float) -> np.ndarray:
+    """``M`` for an input image scaled by ``factor`` (input coords multiplied by it)."""
+    return M * factor
+
+
+def align_image(img, eyes: np.ndarray, spec: AlignSpec, *, eye_scale: float = 1.0):
+    """Warp a Pillow image so its eyes land on the canonical positions of ``spec``.
+
+    The input region needed is cropped and downscaled with an antialiasing filter first, so
+    the final bicubic similarity warp resamples at about 1:1 (Pillow's ``transform`` does not
+    antialias when shrinking).
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        Mode ``RGB`` or ``L``, possibly decoded at reduced scale (``Image.draft``).
+    eyes : array, shape (2, 2)
+        Eye centres ``(x, y)`` in the original image's pixels.
+    eye_scale : float
+        Size of ``img`` relative to the image ``eyes`` refer to (e.g. 0.5 after a draft).
+
+    Returns
+    -------
+    PIL.Image.Image of size ``spec.size`` (W x H), same mode.
+    """
+    from PIL import Image
+
+    M = _compose_scale(eye_transform(eyes, spec), eye_scale)
+    H, W = spec.size
+    corners = np.array([[0, 0, 1], [W, 0, 1], [0, H, 1], [W, H, 1]], dtype=np.float64)
+    pre = corners @ M.T
+    ratio = math.hypot(M[0, 0], M[1, 0])  # input pixels per output pixel
+    if ratio > 1.25:
+        x0, y0 = np.maximum(np.floor(pre.min(axis=0)) - 2, 0)
+        x1, y1 = np.minimum(np.ceil(pre.max(axis=0)) + 2, img.size)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise ValueError("the aligned face lies outside the image: check the eye positions")
+        cw, ch = int(x1 - x0), int(y1 - y0)
+        tw, th = max(1, round(cw / ratio)), max(1, round(ch / ratio))
+        small = img.resize((tw, th), Image.Resampling.BICUBIC, box=(x0, y0, x1, y1), reducing_gap=None)
+        sx, sy = tw / cw, th / ch
+        # input = (small - 0) / s + (x0, y0): fold crop and scale into M
+        M = np.array([[M[0, 0] * sx, M[0, 1] * sx, (M[0, 2] - x0) * sx],
+                      [M[1, 0] * sy, M[1, 1] * sy, (M[1, 2] - y0) * sy]])
+        img = small
+    return img.transform((W, H), Image.Transform.AFFINE, tuple(M.ravel()), Image.Resampling.BICUBIC)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _gray(img, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    g = img.convert("L")
+    w, h = g.size
+    g = g.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    return np.asarray(g, dtype=np.float64)
+
+
+def register_pair(reference, moving, ref_eyes: np.ndarray, *, ref_scale: float = 1.0,
+                  moving_scale: float = 1.0, work_eye_distance: float = 48.0) -> tuple[np.ndarray, float]:
+    """Eye centres in ``moving`` by registering it to ``reference`` (same person, similar pose).
+
+    A similarity transform (scale, rotation, translation about the eye midpoint) maximising
+    the normalised cross-correlation over the upper face of ``reference`` (from the brows to
+    just above the mouth, cheeks and hair line included; the mouth is left out because the
+    expression changes it), on grayscale images downscaled to ``work_eye_distance`` pixels
+    between the eyes. Powell's method from the identity: the photos must be roughly
+    registered already (a few percent of scale, a few degrees, a fraction of the eye distance).
+
+    Parameters
+    ----------
+    reference, moving : PIL.Image.Image
+        Possibly decoded at reduced scale; ``ref_scale``/``moving_scale`` give their size
+        relative to the full-resolution images the eye coordinates refer to.
+    ref_eyes : array, shape (2, 2)
+        Eyes ``(x, y)`` of ``reference`` at full resolution.
+
+    Returns
+    -------
+    eyes : ndarray, shape (2, 2)
+        Estimated eyes of ``moving`` at full resolution.
+    ncc : float
+        Correlation reached (1 is perfect); below about 0.8 the registration is suspect.
+    """
+    from scipy import ndimage, optimize
+
+    ref_eyes = np.asarray(ref_eyes, dtype=np.float64)
+    d_full = float(np.hypot(*(ref_eyes[1] - ref_eyes[0])))
+    k = work_eye_distance / d_full  # full-res -> work pixels
+    ref = ndimage.gaussian_filter(_gray(reference, k / ref_scale), 1.0)
+    mov = ndimage.gaussian_filter(_gray(moving, k / moving_scale), 1.0)
+    eyes = ref_eyes * k
+    c = eyes.mean(axis=0)
+    d = work_eye_distance
+    x0, x1 = int(max(0, c[0] - 1.3 * d)), int(min(ref.shape[1], c[0] + 1.3 * d))
+    y0, y1 = int(max(0, c[1] - 1.0 * d)), int(min(ref.shape[0], c[1] + 0.75 * d))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
+    a = ref[y0:y1, x0:x1].ravel()
+    a = (a - a.mean()) / (a.std() + 1e-9)
+    dx, dy = xs.ravel() - c[0], ys.ravel() - c[1]
+
+    def warp(p):
+        tx, ty, ds, th = p
+        s, t = 1 + ds / d, th / d
+        cs, sn = s * math.cos(t), s * math.sin(t)
+        return cs * dx - sn * dy + c[0] + tx, sn * dx + cs * dy + c[1] + ty
+
+    def cost(p):
+        u, v = warp(p)
+        b = ndimage.map_coordinates(mov, [v - 0.5, u - 0.5], order=1, mode="nearest")
+        b = (b - b.mean()) / (b.std() + 1e-9)
+        return -float(np.mean(a * b))
+
+    res = optimize.minimize(cost, np.zeros(4), method="Powell",
+                            options={"xtol": 0.02, "ftol": 1e-5, "maxfev": 800})
+    tx, ty, ds, th = res.x
+    s, t = 1 + ds / d, th / d
+    R = s * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    moved = (eyes - c) @ R.T + c + [tx, ty]
+    return moved / k, -float(res.fun)
+
+
+# --------------------------------------------------------------------------- detector
+
+
+def detect_eyes(img) -> np.ndarray:
+    """Eye centres of the largest face found by dlib's 5-point landmark model.
+
+    Needs the ``align`` extra (``pip install mlrdist[align]``); otherwise raises ImportError
+    saying so. Returns an array of shape (2, 2), rows left and right eye (image left/right).
+
+    Raises
+    ------
+    ImportError
+        When dlib or face_recognition_models is missing.
+    ValueError
+        When no face is found.
+    """
+    try:
+        import dlib
+        import face_recognition_models as frm
+    except ImportError as exc:
+        raise ImportError(
+            "face detection needs the optional 'align' extra: pip install 'mlrdist[align]' "
+            "(dlib-bin, face_recognition_models); or give landmarks (.tem files) or use align='none' "
+            "for pre-aligned images"
+        ) from exc
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+    arr = np.asarray(img.convert("RGB"))
+    faces = detector(arr, 1)
+    if not faces:
+        raise ValueError("no face found by the detector")
+    face = max(faces, key=lambda r: r.width() * r.height())
+    shape = predictor(arr, face)
+    p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
+    # 5-point model: 0-1 one eye's corners, 2-3 the other's, 4 the nose
+    e1, e2 = p[0:2].mean(axis=0), p[2:4].mean(axis=0)
+    return np.array(sorted([e1, e2], key=lambda e: e[0])) + 0.5
