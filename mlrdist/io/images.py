@@ -1,0 +1,152 @@
+"""Image decoding with Pillow: every failure becomes an :class:`ImageDecodeError` with a reason.
+
+:func:`decode_image` turns file bytes into an upright 8-bit ``RGB`` or ``L`` Pillow image:
+
+* EXIF orientation applied (``ImageOps.exif_transpose``);
+* modes normalised: CMYK/YCbCr/LAB/HSV -> RGB, palette -> RGB(A), alpha composited on white,
+  16-bit and 32-bit integer (``I;16``, ``I``) and float (``F``) scaled to 8 bits by the type's
+  range (not stretched per image, so brightness is kept), 1-bit -> L;
+* decompression bombs refused before decoding: more than ``max_pixels`` (default Pillow's
+  ``Image.MAX_IMAGE_PIXELS``, about 89 M) declared pixels is an error, not a warning;
+* zero-byte, truncated, non-image and unsupported files are errors.
+
+JPEGs can be decoded at a reduced scale (``draft``: DCT scaling by 1/2, 1/4, 1/8), which
+makes large photos several times cheaper to decode when the output is small.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DecodedImage", "ImageDecodeError", "decode_image", "to_array"]
+
+
+class ImageDecodeError(ValueError):
+    """A file that is not a usable image; ``reason`` says why (one of ``REASONS``)."""
+
+    REASONS = ("empty", "not-an-image", "truncated", "decompression-bomb", "unsupported-mode", "corrupt")
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass
+class DecodedImage:
+    """An upright 8-bit image and how it was obtained.
+
+    ``scale`` is the decoded size over the file's full size (below 1 after a JPEG draft);
+    coordinates of the full image (e.g. landmarks) are multiplied by it.
+    """
+
+    image: object  # PIL.Image.Image, mode "RGB" or "L"
+    full_size: tuple[int, int]  # (W, H) of the file, after EXIF orientation
+    scale: float
+    format: str | None
+    original_mode: str
+
+
+def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] | None = None,
+                 min_scale: float | None = None, max_pixels: int | None = None) -> DecodedImage:
+    """Decode ``data`` into an upright 8-bit Pillow image.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    colour : {"rgb", "gray"}
+        Output mode ``RGB`` or ``L``.
+    min_size : (W, H), optional
+        For JPEG, decode at the smallest DCT scale that still covers this size (``draft``).
+    min_scale : float, optional
+        For JPEG, decode at the smallest DCT scale of at least this fraction of the full size.
+    max_pixels : int, optional
+        Refuse images declaring more pixels (default ``PIL.Image.MAX_IMAGE_PIXELS``).
+
+    Raises
+    ------
+    ImageDecodeError
+        With ``reason`` in ``ImageDecodeError.REASONS``.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if colour not in ("rgb", "gray"):
+        raise ValueError(f"colour must be 'rgb' or 'gray', got {colour!r}")
+    if not data:
+        raise ImageDecodeError("empty", "zero-byte file")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not-an-image", "Pillow cannot identify the format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError("decompression-bomb", str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError("corrupt", str(exc)) from None
+    W, H = img.size
+    if limit and W * H > limit:
+        raise ImageDecodeError("decompression-bomb", f"{W}x{H} = {W * H} pixels exceeds the limit of {limit}")
+    original_mode = img.mode
+    fmt = img.format
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        if (min_size is not None or min_scale is not None) and fmt == "JPEG":
+            want = np.array(min_size if min_size is not None else (1, 1), dtype=np.float64)
+            if orientation >= 5:
+                want = want[::-1]
+            if min_scale is not None:
+                want = np.maximum(want, np.ceil(np.array([W, H]) * min(1.0, min_scale)))
+            img.draft("RGB" if colour == "rgb" else "L", tuple(int(v) for v in want))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        img = _to_8bit(img, colour)
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, MemoryError) as exc:
+        raise ImageDecodeError("decompression-bomb", str(exc)) from None
+    except OSError as exc:
+        reason = "truncated" if "truncat" in str(exc).lower() or "broken data" in str(exc).lower() else "corrupt"
+        raise ImageDecodeError(reason, str(exc)) from None
+    except (SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageDecodeError("corrupt", f"{type(exc).__name__}: {exc}") from None
+    full = (W, H) if orientation < 5 else (H, W)
+    return DecodedImage(image=img, full_size=full, scale=img.size[0] / full[0], format=fmt, original_mode=original_mode)
+
+
+def _to_8bit(img, colour: str):
+    """RGB or L, 8 bits per channel; alpha composited on white."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) <= 65535) else None
+        if top is None:
+            top = 1.0 if mode == "F" and arr.max(initial=0) <= 1.0 else float(arr.max(initial=1)) or 1.0
+        img = Image.fromarray(np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8), "L")
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("LA", "PA", "La"):
+        img = img.convert("RGBA")
+    elif mode == "1":
+        img = img.convert("L")
+    if img.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    if img.mode not in ("RGB", "L", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        raise ImageDecodeError("unsupported-mode", f"Pillow mode {img.mode!r}")
+    return img.convert("RGB" if colour == "rgb" else "L")
+
+
+def to_array(img) -> np.ndarray:
+    """A Pillow ``RGB``/``L`` image as uint8, shape (H, W, C) with C = 3 or 1."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
