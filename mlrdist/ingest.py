@@ -50,6 +50,7 @@ CITATIONS = {
     "yale": "Belhumeur, Hespanha, Kriegman, 'Eigenfaces vs. Fisherfaces', IEEE TPAMI 19(7), 1997",
 }
 COORDS = ("subject", "expression", "source", "digest")
+NEUTRAL = ("neutral", "normal")
 
 
 # --------------------------------------------------------------------------- report
@@ -336,19 +337,25 @@ def _skip(it: _Item, reason: str) -> FileRecord:
 
 
 def _identical_within_subject(items, digests, records) -> list[dict]:
-    """Files of one subject with identical bytes under different expressions: the later one is
-    skipped and the pair reported invalid (e.g. Yale's 04_sad.png, a copy of 04_normal.png)."""
-    seen: dict[tuple[str, str], int] = {}
-    invalid = []
+    """Files of one subject with identical bytes under different expressions: the pair is
+    reported invalid and only one file kept, a neutral/normal one if among them (e.g. Yale's
+    04_sad.png is a copy of 04_normal.png: the sad one is skipped)."""
+    by: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, (it, d) in enumerate(zip(items, digests, strict=True)):
-        if d is None:
+        if d is not None:
+            by[(it.subject, d)].append(i)
+    invalid = []
+    for idx in by.values():
+        if len({items[i].expression for i in idx}) < 2:
             continue
-        j = seen.setdefault((it.subject, d), i)
-        if j != i and items[j].expression != it.expression:
-            reason = f"identical bytes to {items[j].file.url} ({items[j].expression}): invalid pair"
+        keep = min(idx, key=lambda i: (items[i].expression not in NEUTRAL, i))
+        for i in idx:
+            if i == keep:
+                continue
+            it, kept = items[i], items[keep]
+            reason = f"identical bytes to {kept.file.url} ({kept.expression}): invalid pair"
             records[i] = FileRecord(it.file.url, "skipped", f"duplicate: {reason}", it.subject, it.expression)
-            invalid.append({"subject": it.subject, "expressions": [items[j].expression, it.expression],
-                            "reason": reason})
+            invalid.append({"subject": it.subject, "expressions": [kept.expression, it.expression], "reason": reason})
     return invalid
 
 
