@@ -1,5 +1,20 @@
 """Baselines of the paper's comparison, with the fit/predict API of MaskedRidge."""
 
+from ._select import group_kfold, select_hyperparameters
+from .kernel import KernelRidge
 from .l2 import FullRidge
+from .lasso import FullLasso, MaskedLasso
+from .omp import MaskedOMP
+from .svd import PCARegression, ReducedRankRidge
 
-__all__ = ["FullRidge"]
+__all__ = [
+    "FullLasso",
+    "FullRidge",
+    "KernelRidge",
+    "MaskedLasso",
+    "MaskedOMP",
+    "PCARegression",
+    "ReducedRankRidge",
+    "group_kfold",
+    "select_hyperparameters",
+]

@@ -1,0 +1,102 @@
+"""Subject-disjoint folds and grid search of any image regressor on held-out subjects."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..preprocess import check_stack, scale_images, split_targets
+
+__all__ = ["clone", "group_kfold", "select_hyperparameters"]
+
+
+def clone(estimator: Any, **params: Any) -> Any:
+    """A fresh, unfitted copy of ``estimator`` with ``params`` overridden."""
+    return type(estimator)(**{**estimator.get_params(), **params})
+
+
+def group_kfold(groups: Sequence, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split sample indices into ``folds`` subject-disjoint (train, test) pairs.
+
+    Parameters
+    ----------
+    groups : sequence, length n
+        Subject of each sample; all samples of a subject land in the same test fold.
+    folds : int
+        ``2 <= folds <= number of subjects``.
+    seed : int
+        Shuffles the subjects before dealing them round-robin into folds.
+
+    Returns
+    -------
+    list of (train_idx, test_idx) int arrays
+    """
+    groups = np.asarray([str(g) for g in groups])
+    subjects = np.unique(groups)
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or not 2 <= folds <= len(subjects):
+        raise ValueError(f"folds must be an integer in 2..{len(subjects)} (the number of subjects), got {folds!r}")
+    order = np.random.default_rng(seed).permutation(subjects)
+    out = []
+    for f in range(folds):
+        test = np.isin(groups, order[f::folds])
+        out.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return out
+
+
+def take(Y: Any, idx: np.ndarray, x_ndim: int) -> Any:
+    """Samples ``idx`` of a target in any accepted form (stack, stacked, dict)."""
+    if isinstance(Y, Mapping):
+        return {k: np.asarray(v)[idx] for k, v in Y.items()}
+    Y = np.asarray(Y)
+    return Y[:, idx] if Y.ndim == x_ndim + 1 else Y[idx]
+
+
+def held_out_mse(estimator: Any, X: np.ndarray, Y: Any, train: np.ndarray, test: np.ndarray) -> float:
+    """Fit on ``train``, mean squared error on ``test`` in the estimator's scaled units."""
+    estimator.fit(X[train], take(Y, train, X.ndim))
+    Xt = X[test]
+    Ys, _, _ = split_targets(take(Y, test, X.ndim), Xt.shape)
+    truth = np.stack([scale_images(check_stack(y, "Y"), estimator.scaling, np.float64) for y in Ys])
+    pred = estimator.predict(Xt)
+    P, _, _ = split_targets(pred, Xt.shape)
+    return float(np.mean((P.astype(np.float64) - truth) ** 2))
+
+
+def select_hyperparameters(
+    estimator: Any, grid: Mapping[str, Sequence], X: Any, Y: Any, groups: Sequence, folds: int = 3,
+    *, seed: int = 0,
+) -> tuple[dict, list[dict]]:
+    """Grid search by subject-disjoint K-fold cross-validation (mean held-out MSE).
+
+    Parameters
+    ----------
+    estimator : ImageRegressor
+        Template; never fitted itself.
+    grid : dict of str -> sequence
+        Parameter values; every combination is tried.
+    X : array, shape (n, H, W[, C])
+    Y : targets in any form the estimator accepts
+    groups : sequence, length n
+        Subject of each sample.
+    folds : int, default 3
+
+    Returns
+    -------
+    best : dict
+        Best parameter combination.
+    scores : list of dict
+        ``{"params": ..., "mse": mean, "mse_std": std}`` per combination, in grid order.
+    """
+    X = np.asarray(X)
+    splits = group_kfold(groups, folds, seed)
+    keys = list(grid)
+    scores = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = dict(zip(keys, values, strict=True))
+        errs = [held_out_mse(clone(estimator, **params), X, Y, tr, te) for tr, te in splits]
+        scores.append({"params": params, "mse": float(np.mean(errs)), "mse_std": float(np.std(errs))})
+    best = min(scores, key=lambda s: s["mse"])["params"]
+    return best, scores
