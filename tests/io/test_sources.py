@@ -1,0 +1,112 @@
+"""list_sources / read_batch over folders, globs, zip and tar archives, and S3 (moto server)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import pytest
+
+from mlrdist.io.sources import list_sources, read_batch
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "faces"
+    for name in ("neutral/001_03.jpg", "neutral/001_03.tem", "smiling/001_08.jpg", "notes.txt",
+                 ".hidden/x.png", "deep/er/002.PNG"):
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(name.encode())
+    return root
+
+
+def test_folder_tree(tree):
+    listing = list_sources(str(tree))
+    assert [f.name for f in listing.files] == ["deep/er/002.PNG", "neutral/001_03.jpg", "neutral/001_03.tem",
+                                               "smiling/001_08.jpg"]
+    assert [f.name for f in listing.images] == ["deep/er/002.PNG", "neutral/001_03.jpg", "smiling/001_08.jpg"]
+    assert set(listing.sidecars) == {"neutral/001_03"}
+    data = read_batch(listing.files)
+    assert data[1] == b"neutral/001_03.jpg"
+
+
+def test_file_url_and_glob(tree):
+    listing = list_sources(f"file://{tree}/*/*.jpg")
+    assert [f.name for f in listing.files] == ["neutral/001_03.jpg", "smiling/001_08.jpg"]
+    assert read_batch(listing.files) == [b"neutral/001_03.jpg", b"smiling/001_08.jpg"]
+
+
+def test_missing_source(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        list_sources(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        list_sources(str(tmp_path / "nope.zip"))
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_zip_rejects_traversal(tmp_path):
+    path = _zip(tmp_path / "a.zip", {"ok/1.png": b"one", "../evil.png": b"x", "/abs.png": b"y",
+                                     "a/../../b.png": b"z"})
+    listing = list_sources(str(path))
+    assert [f.name for f in listing.files] == ["ok/1.png"]
+    reasons = dict(listing.rejected)
+    assert len(reasons) == 3 and all("archive" in r for r in reasons.values())
+    assert any("evil" in url for url in reasons)
+    assert read_batch(listing.files) == [b"one"]
+    assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_tar_rejects_traversal_and_links(tmp_path, suffix):
+    path = tmp_path / f"a{suffix}"
+    with tarfile.open(path, "w:gz" if suffix.endswith("gz") else "w") as tf:
+        for name, data in {"s/1.png": b"one", "s/2.jpg": b"two", "../up.png": b"x", "/etc/x.png": b"y"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("s/link.png")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tf.addfile(link)
+    listing = list_sources(str(path))
+    assert [f.name for f in listing.files] == ["s/1.png", "s/2.jpg"]
+    assert all(f.url.startswith("tar://") for f in listing.files)
+    reasons = sorted(r for _, r in listing.rejected)
+    assert reasons == ["absolute path in archive", "link member in archive", "path traversal ('..') in archive"]
+    assert read_batch(listing.files) == [b"one", b"two"]
+
+
+def test_read_batch_reports_missing_file_per_file(tree):
+    listing = list_sources(str(tree))
+    (tree / "smiling" / "001_08.jpg").unlink()
+    out = read_batch(listing.files)
+    assert isinstance(out[3], Exception) and out[1] == b"neutral/001_03.jpg"
+
+
+def test_s3_prefix(s3):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3)
+    fs.pipe({"test/in/neutral/001_03.jpg": b"a", "test/in/smiling/001_08.jpg": b"b", "test/in/x.txt": b"c"})
+    listing = list_sources("s3://test/in", s3)
+    assert [f.name for f in listing.files] == ["neutral/001_03.jpg", "smiling/001_08.jpg"]
+    assert listing.files[0].url == "s3://test/in/neutral/001_03.jpg"
+    assert read_batch(listing.files, s3) == [b"a", b"b"]
+
+
+def test_s3_zip(s3, tmp_path):
+    import s3fs
+
+    path = _zip(tmp_path / "a.zip", {"p/1.png": b"one", "../2.png": b"two"})
+    s3fs.S3FileSystem(**s3).put(str(path), "test/a.zip")
+    listing = list_sources("s3://test/a.zip", s3)
+    assert [f.name for f in listing.files] == ["p/1.png"] and len(listing.rejected) == 1
+    assert read_batch(listing.files, s3) == [b"one"]
