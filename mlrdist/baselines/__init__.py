@@ -1,6 +1,6 @@
 """Baselines of the paper's comparison, with the fit/predict API of MaskedRidge."""
 
-from ._select import group_kfold, select_hyperparameters
+from ._select import TunedRegressor, group_kfold, select_hyperparameters
 from .kernel import KernelRidge
 from .l2 import FullRidge
 from .lasso import FullLasso, MaskedLasso
@@ -15,6 +15,7 @@ __all__ = [
     "MaskedOMP",
     "PCARegression",
     "ReducedRankRidge",
+    "TunedRegressor",
     "group_kfold",
     "select_hyperparameters",
 ]

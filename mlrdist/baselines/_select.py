@@ -10,7 +10,7 @@ import numpy as np
 
 from ..preprocess import check_stack, scale_images, split_targets
 
-__all__ = ["clone", "group_kfold", "select_hyperparameters"]
+__all__ = ["TunedRegressor", "clone", "group_kfold", "select_hyperparameters"]
 
 
 def clone(estimator: Any, **params: Any) -> Any:
@@ -100,3 +100,53 @@ def select_hyperparameters(
         scores.append({"params": params, "mse": float(np.mean(errs)), "mse_std": float(np.std(errs))})
     best = min(scores, key=lambda s: s["mse"])["params"]
     return best, scores
+
+
+class TunedRegressor:
+    """Meta-estimator: grid search on its own training data, then refit the best.
+
+    Inside :func:`mlrdist.evaluate.evaluate` this gives nested cross-validation (the
+    hyper-parameters never see the outer test subjects). The inner folds treat every
+    training pair as its own subject, which is right when each subject contributes one
+    pair (as :func:`mlrdist.datasets.pairs` returns).
+
+    Parameters
+    ----------
+    estimator : ImageRegressor
+    grid : dict of str -> sequence
+    folds : int, default 3
+    seed : int, default 0
+
+    Attributes
+    ----------
+    best_params_ : dict
+    best_estimator_ : ImageRegressor
+    cv_scores_ : list of dict
+    """
+
+    def __init__(self, estimator: Any, grid: Mapping[str, Sequence], folds: int = 3, seed: int = 0) -> None:
+        self.estimator = estimator
+        self.grid = grid
+        self.folds = folds
+        self.seed = seed
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"estimator": self.estimator, "grid": self.grid, "folds": self.folds, "seed": self.seed}
+
+    @property
+    def scaling(self) -> str:
+        return self.estimator.scaling
+
+    def fit(self, X: Any, Y: Any) -> TunedRegressor:
+        X = np.asarray(X)
+        self.best_params_, self.cv_scores_ = select_hyperparameters(
+            self.estimator, self.grid, X, Y, list(range(len(X))), self.folds, seed=self.seed
+        )
+        self.best_estimator_ = clone(self.estimator, **self.best_params_).fit(X, Y)
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.best_estimator_.predict(X)
+
+    def __repr__(self) -> str:
+        return f"TunedRegressor({self.estimator!r}, grid={dict(self.grid)!r}, folds={self.folds})"

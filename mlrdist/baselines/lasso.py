@@ -161,7 +161,8 @@ class MaskedLasso(ImageRegressor):
 
     @property
     def n_parameters_(self) -> int:
-        return int(self.coef_.size + self.intercept_.size)
+        """Non-zero weights plus intercepts."""
+        return int(np.count_nonzero(self.coef_) + self.intercept_.size)
 
 
 class FullLasso(ImageRegressor):
@@ -265,5 +266,6 @@ class FullLasso(ImageRegressor):
 
     @property
     def n_parameters_(self) -> int:
+        """Non-zero weights, intercepts, input mean and principal axes."""
         extra = 0 if self.components_ is None else self.components_.size
-        return int(self.coef_.size + self.intercept_.size + self.mean_.size + extra)
+        return int(np.count_nonzero(self.coef_) + self.intercept_.size + self.mean_.size + extra)
