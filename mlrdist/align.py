@@ -197,8 +197,10 @@ def register_pair(reference, moving, ref_eyes: np.ndarray, *, ref_scale: float =
     the normalised cross-correlation over the upper face of ``reference`` (from the brows to
     just above the mouth, cheeks and hair line included; the mouth is left out because the
     expression changes it), on grayscale images downscaled to ``work_eye_distance`` pixels
-    between the eyes. Powell's method from the identity: the photos must be roughly
-    registered already (a few percent of scale, a few degrees, a fraction of the eye distance).
+    between the eyes. Powell's method, started from the identity or from the best pure
+    shift (normalised template matching by FFT), whichever correlates better: the photos must
+    be roughly registered already (a few percent of scale, a few degrees), while shifts may be
+    large.
 
     Parameters
     ----------
@@ -244,13 +246,33 @@ def register_pair(reference, moving, ref_eyes: np.ndarray, *, ref_scale: float =
         b = (b - b.mean()) / (b.std() + 1e-9)
         return -float(np.mean(a * b))
 
-    res = optimize.minimize(cost, np.zeros(4), method="Powell",
+    start = min((np.zeros(4), np.array([*_best_shift(ref[y0:y1, x0:x1], mov, x0, y0), 0.0, 0.0])), key=cost)
+    res = optimize.minimize(cost, start, method="Powell",
                             options={"xtol": 0.02, "ftol": 1e-5, "maxfev": 800})
     tx, ty, ds, th = res.x
     s, t = 1 + ds / d, th / d
     R = s * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
     moved = (eyes - c) @ R.T + c + [tx, ty]
     return moved / k, -float(res.fun)
+
+
+def _best_shift(template: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tuple[float, float]:
+    """Shift (dx, dy) of ``template`` (cut at ``x0, y0``) to its best normalised
+    cross-correlation position in ``image``; (0, 0) when the image is smaller."""
+    from scipy.signal import fftconvolve
+
+    h, w = template.shape
+    if image.shape[0] < h or image.shape[1] < w:
+        return 0.0, 0.0
+    t0 = template - template.mean()
+    num = fftconvolve(image, t0[::-1, ::-1], mode="valid")
+    ones = np.ones_like(template)
+    s1 = fftconvolve(image, ones, mode="valid")
+    s2 = fftconvolve(image**2, ones, mode="valid")
+    var = np.maximum(s2 - s1**2 / template.size, 1e-6 * template.size)
+    score = num / np.sqrt(var * max((t0**2).sum(), 1e-9))
+    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
+    return float(ix - x0), float(iy - y0)
 
 
 # --------------------------------------------------------------------------- detector

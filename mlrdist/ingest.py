@@ -51,6 +51,7 @@ CITATIONS = {
 }
 COORDS = ("subject", "expression", "source", "digest")
 NEUTRAL = ("neutral", "normal")
+MIN_NCC = 0.75  # registrations correlating less are refused (large pose or scale changes)
 
 
 # --------------------------------------------------------------------------- report
@@ -68,6 +69,7 @@ class FileRecord:
     method: str | None = None  # landmarks, registration, detector, none
     ncc: float | None = None  # registration correlation
     eye_error_px: float | None = None  # vs the file's own template, output pixels
+    eyes: list[list[float]] | None = None  # eye centres (x, y) used, full-resolution pixels
 
 
 @dataclass
@@ -382,7 +384,7 @@ def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
         dec = decode_image(data, colour=job.colour, min_scale=2 * out_eye_dist / ed)
         eyes, ncc = register_pair(ref_dec.image, dec.image, ref_eyes, ref_scale=ref_dec.scale, moving_scale=dec.scale)
         rec.ncc = round(ncc, 4)
-        if ncc < 0.5:
+        if ncc < MIN_NCC:
             raise ValueError(f"registration to {items[it.reference].file.url} failed (correlation {ncc:.2f})")
     else:
         from .align import detect_eyes
@@ -392,6 +394,7 @@ def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
         if it.template is not None:
             rec.eye_error_px = _eye_error(eyes, _template_eyes(tem_bytes[it.template.url], it.template.url), spec)
     eyes_of[i] = (dec, eyes)
+    rec.eyes = np.round(eyes, 2).tolist()
     return align_image(dec.image, eyes, spec, eye_scale=dec.scale), rec
 
 

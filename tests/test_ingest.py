@@ -1,0 +1,289 @@
+"""ingest_images: layout, alignment, idempotence, crash consistency, bad inputs, S3, schedulers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from PIL import Image
+
+from mlrdist.align import AlignSpec
+from mlrdist.datasets import load_sample
+from mlrdist.ingest import ingest_images, open_faces
+from tests._images import bad_files, encode, face_like, odd_good_files
+
+SCALE = 3  # fake London photos: the 128 px sample upscaled to 384 px
+SHIFT = np.array([7.0, -5.0])  # smiling shots moved by a small similarity (scale, rotation, shift)
+ROT, ZOOM = 2.0, 1.02
+
+
+def _moved(img: Image.Image, centre: np.ndarray):
+    th = math.radians(ROT)
+    A = ZOOM * np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    Ainv = np.linalg.inv(A)
+    off = centre - Ainv @ (centre + SHIFT)
+    data = (*Ainv[0], off[0], *Ainv[1], off[1])
+    moved = img.transform(img.size, Image.Transform.AFFINE, data, Image.Resampling.BICUBIC)
+    return moved, lambda p: (np.asarray(p) - centre) @ A.T + centre + SHIFT
+
+
+def make_london(root, subjects=None):
+    """A London-like tree from the packaged sample: neutral/NNN_03.jpg + .tem (pupils known),
+    smiling/NNN_08.jpg moved by a similarity and without a template. Returns the smiling
+    shots' true eyes by file name."""
+    ds = load_sample()
+    eyes = AlignSpec(size=128).eyes_px() * SCALE
+    truth = {}
+    for i in range(ds.sizes["sample"]):
+        sid, expr = str(ds["subject"].values[i]), str(ds["expression"].values[i])
+        if subjects is not None and sid not in subjects:
+            continue
+        img = Image.fromarray(ds["image"].values[i]).resize((128 * SCALE,) * 2, Image.Resampling.BICUBIC)
+        folder = root / expr
+        folder.mkdir(parents=True, exist_ok=True)
+        if expr == "neutral":
+            img.save(folder / f"{sid}_03.jpg", quality=92)
+            lines = [f"{x}\t{y}" for x, y in eyes] + ["10\t10"]
+            (folder / f"{sid}_03.tem").write_text(f"{len(lines)}\n" + "\n".join(lines) + "\n")
+        else:
+            moved, fwd = _moved(img, eyes.mean(axis=0))
+            moved.save(folder / f"{sid}_08.jpg", quality=92)
+            truth[f"{sid}_08.jpg"] = fwd(eyes)
+    return truth
+
+
+@pytest.fixture
+def london(tmp_path):
+    root = tmp_path / "london"
+    truth = make_london(root, {"001", "002", "003", "010"})
+    return root, truth
+
+
+def test_layout_and_alignment(london, tmp_path):
+    root, truth = london
+    dest = str(tmp_path / "faces.zarr")
+    report = ingest_images(str(root), dest, size=64, scheduler="synchronous", batch_size=3)
+    assert report.count("ingested") == 8 and not report.skipped and not report.unpaired_subjects
+    ds = xr.open_zarr(dest, consolidated=False)
+    assert ds["image"].dims == ("sample", "y", "x", "channel") and ds["image"].dtype == np.uint8
+    assert ds["image"].shape == (8, 64, 64, 3)
+    assert ds.attrs["size"] == [64, 64] and ds.attrs["colour"] == "rgb"
+    assert ds.attrs["alignment"]["method"] == "landmarks+registration" and "mlrdist_version" in ds.attrs
+    assert "figshare" in ds.attrs["citation"] and ds.attrs["n_committed"] == 8
+    for i, url in enumerate(ds["source"].values):
+        assert hashlib.sha256(open(url.replace("file://", ""), "rb").read()).hexdigest() == ds["digest"].values[i]
+    arr = zarr.open_group(dest, mode="r")["image"]
+    assert arr.chunks == (256, 64, 64, 3) and arr.compressors
+    for rec in report.records:  # smiling shots: registered eyes within a pixel of the truth (384 px)
+        if rec.method == "registration":
+            err = np.hypot(*(np.array(rec.eyes) - truth[rec.url.rsplit("/", 1)[1]]).T)
+            assert err.max() < 1.0 and rec.ncc > 0.9, (rec.url, err)
+    # the aligned neutral equals the sample (same geometry, JPEG round trip and resampling aside)
+    sample = load_sample()
+    ref = sample["image"].values[0].astype(float)
+    got = open_faces(dest)["image"].values[0].astype(float)
+    assert np.abs(np.asarray(Image.fromarray(ref.astype(np.uint8)).resize((64, 64))) - got).mean() < 6
+
+
+def test_rerun_adds_nothing_grown_source_adds_new(tmp_path):
+    root, dest = tmp_path / "src", str(tmp_path / "faces.zarr")
+    make_london(root, {"001", "002"})
+    first = ingest_images(str(root), dest, size=48, scheduler="threads")
+    before = open_faces(dest).load()
+    again = ingest_images(str(root), dest, size=48, scheduler="threads")
+    assert again.count("ingested") == 0 and again.count("exists") == 4 and again.n_samples == 4
+    make_london(root, {"001", "002", "003"})  # rewrites 001/002 with the same bytes, adds 003
+    grown = ingest_images(str(root), dest, size=48, scheduler="threads")
+    assert (first.count("ingested"), grown.count("ingested"), grown.count("exists")) == (4, 2, 4)
+    after = open_faces(dest).load()
+    assert after.sizes["sample"] == 6 and sorted(after["subject"].values[4:]) == ["003", "003"]
+    xr.testing.assert_identical(after.isel(sample=slice(0, 4)).drop_attrs(), before.drop_attrs())
+
+
+def test_killed_append_is_invisible_and_repaired(tmp_path):
+    root, dest = tmp_path / "src", str(tmp_path / "faces.zarr")
+    make_london(root, {"001", "002"})
+    ingest_images(str(root), dest, size=48, scheduler="synchronous")
+    g = zarr.open_group(dest, mode="a")  # a run killed after growing image and one coord
+    g["image"].resize((7, 48, 48, 3))
+    g["image"][4:7] = 255
+    g["subject"].resize((6,))
+    assert open_faces(dest).sizes["sample"] == 4
+    make_london(root, {"001", "002", "003"})
+    report = ingest_images(str(root), dest, size=48, scheduler="synchronous")
+    assert report.count("ingested") == 2
+    ds = xr.open_zarr(dest, consolidated=False)
+    assert ds.sizes["sample"] == 6 and ds.attrs["n_committed"] == 6
+    assert (ds["image"].values[4:] != 255).any() and list(ds["subject"].values[4:]) == ["003", "003"]
+
+
+def _flat_folder(root):
+    root.mkdir(parents=True)
+    good = {f"p{i}_happy.png": encode(face_like(10 + i)) for i in range(3)}
+    files = {**good, **{f"{n.split('.')[0]}_x.{n.split('.')[1]}": b for n, b in bad_files().items()},
+             **{f"{n.split('.')[0]}_x.{n.split('.')[1]}": b for n, b in odd_good_files().items()}}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return files
+
+
+PATTERN = r"(?P<subject>[^/_]+)_(?P<expression>[^/.]+)\.\w+$"
+
+
+def test_bad_inputs_skipped_with_url_and_reason(tmp_path):
+    _flat_folder(tmp_path / "src")
+    report = ingest_images(str(tmp_path / "src"), str(tmp_path / "f.zarr"), labels=PATTERN, size=32,
+                           colour="gray", align="none", scheduler="threads", batch_size=2)
+    skipped = {r.url.rsplit("/", 1)[1]: r.reason for r in report.skipped}
+    assert set(skipped) == {"empty_x.png", "text_x.jpg", "truncated_x.jpg", "bomb_x.png"}
+    assert skipped["empty_x.png"].startswith("empty") and skipped["bomb_x.png"].startswith("decompression-bomb")
+    assert skipped["text_x.jpg"].startswith("not-an-image") and skipped["truncated_x.jpg"].startswith("truncated")
+    assert report.count("ingested") == 3 + len(odd_good_files()) == report.n_samples
+    ds = open_faces(str(tmp_path / "f.zarr"))
+    assert ds["image"].shape == (8, 32, 32, 1) and ds.attrs["colour"] == "gray"
+    text = report.summary()
+    assert "decompression-bomb (1)" in text and "bomb_x.png" in text
+    assert json.loads(report.to_json())["counts"] == {"ingested": 8, "exists": 0, "skipped": 4}
+
+
+def test_zip_source_rejects_traversal(tmp_path):
+    path = tmp_path / "faces.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(2):
+            zf.writestr(f"d/s{i}_neutral.png", encode(face_like(i)))
+            zf.writestr(f"d/s{i}_smiling.png", encode(face_like(i + 5)))
+        zf.writestr("../s9_neutral.png", encode(face_like(9)))
+    report = ingest_images(str(path), str(tmp_path / "f.zarr"), labels=PATTERN, size=32, align="none",
+                           scheduler="synchronous")
+    assert report.count("ingested") == 4
+    assert [r.reason for r in report.skipped] == ["rejected: path traversal ('..') in archive"]
+    assert report.skipped[0].url.startswith("zip://../s9_neutral.png::")
+    assert not (tmp_path.parent / "s9_neutral.png").exists()
+
+
+def test_identical_files_within_subject_are_an_invalid_pair(tmp_path):
+    root = tmp_path / "yale"
+    root.mkdir()
+    for sid in ("04", "05"):
+        for j, expr in enumerate(("normal", "happy")):
+            (root / f"{sid}_{expr}.png").write_bytes(encode(face_like(int(sid) * 10 + j).convert("L")))
+    shutil.copy(root / "04_normal.png", root / "04_sad.png")
+    report = ingest_images(str(root), str(tmp_path / "f.zarr"), labels="yale", size=32, colour="gray",
+                           align="none", scheduler="synchronous")
+    assert [r.url.rsplit("/", 1)[1] for r in report.skipped] == ["04_sad.png"]
+    assert report.invalid_pairs and report.invalid_pairs[0]["expressions"] == ["normal", "sad"]
+    assert report.n_samples == 4 and report.unpaired_subjects == {}
+
+
+def test_unpaired_subjects_reported(tmp_path):
+    root = tmp_path / "src"
+    make_london(root, {"001", "002"})
+    (root / "smiling" / "002_08.jpg").unlink()
+    report = ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, scheduler="synchronous")
+    assert report.unpaired_subjects == {"002": ["smiling"]}
+    assert "002 lacks smiling" in report.summary()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"colour": "cmyk"}, "colour"), ({"align": "magic"}, "align"), ({"size": 20}, "32..1024"),
+     ({"labels": "(?P<subject>x)"}, "named groups"), ({"labels": "(unclosed"}, "regex"),
+     ({"batch_size": 0}, "batch_size")],
+)
+def test_configuration_errors_fail_fast(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ingest_images(str(tmp_path / "does-not-matter"), str(tmp_path / "f.zarr"), **kwargs)
+
+
+def test_detector_missing_fails_fast_with_the_fix(tmp_path):
+    pytest.importorskip("PIL")
+    try:
+        import dlib  # noqa: F401
+
+        pytest.skip("dlib installed")
+    except ImportError:
+        pass
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "a_neutral.png").write_bytes(encode(face_like(1)))
+    with pytest.raises(ValueError, match=r"mlrdist\[align\].*align='none'"):
+        ingest_images(str(root), str(tmp_path / "f.zarr"), labels=PATTERN, scheduler="synchronous")
+    assert not (tmp_path / "f.zarr").exists()
+
+
+def test_store_with_other_settings_refused(london, tmp_path):
+    root, _ = london
+    dest = str(tmp_path / "f.zarr")
+    ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    with pytest.raises(ValueError, match="size"):
+        ingest_images(str(root), dest, size=48, scheduler="synchronous")
+
+
+def test_s3_source_and_dest(s3, tmp_path):
+    import s3fs
+
+    root = tmp_path / "src"
+    make_london(root, {"001", "002"})
+    s3fs.S3FileSystem(**s3).put(str(root), "test/london", recursive=True)
+    report = ingest_images("s3://test/london", "s3://test/faces.zarr", size=32, storage_options=s3,
+                           scheduler="threads")
+    assert report.count("ingested") == 4, report.summary()
+    remote = open_faces("s3://test/faces.zarr", s3).load()
+    assert remote["source"].values[0].startswith("s3://test/london/")
+    local = ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, scheduler="threads")
+    assert local.count("ingested") == 4
+    np.testing.assert_array_equal(remote["image"].values, open_faces(str(tmp_path / "f.zarr"))["image"].values)
+    again = ingest_images("s3://test/london", "s3://test/faces.zarr", size=32, storage_options=s3,
+                          scheduler="threads")
+    assert again.count("exists") == 4 and again.n_samples == 4
+
+
+def test_local_cluster(london, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    root, _ = london
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        report = ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, client=client, batch_size=2)
+    assert report.count("ingested") == 8 and report.dashboard
+    same = ingest_images(str(root), str(tmp_path / "g.zarr"), size=32, scheduler="synchronous")
+    np.testing.assert_array_equal(open_faces(str(tmp_path / "f.zarr"))["image"].values,
+                                  open_faces(str(tmp_path / "g.zarr"))["image"].values)
+    assert same.count("ingested") == 8
+
+
+def test_cli_writes_report(london, tmp_path, capsys):
+    from mlrdist.cli import main
+
+    root, _ = london
+    dest = tmp_path / "out" / "faces.zarr"
+    code = main(["ingest", str(root), str(dest), "--size", "32", "--scheduler", "synchronous"])
+    assert code == 0
+    assert "ingested" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "ingest-report.json").read_text())
+    assert report["counts"]["ingested"] == 8
+
+
+def test_pairs_from_an_ingested_store(london, tmp_path):
+    from mlrdist.datasets import pairs
+
+    root, _ = london
+    ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, scheduler="synchronous")
+    X, Y, subjects = pairs(open_faces(str(tmp_path / "f.zarr")))
+    assert X.shape == Y["smiling"].shape == (4, 32, 32, 3) and subjects == ["001", "002", "003", "010"]
+
+
+@pytest.mark.full_data
+def test_full_london_set(data_dir, tmp_path):
+    report = ingest_images(str(data_dir / "london-face-set"), str(tmp_path / "f.zarr"), size=64,
+                           scheduler="threads", batch_size=24)
+    assert report.count("ingested") == 204 and report.n_samples == 204
+    assert {r.reason.split(":")[0] for r in report.skipped} == {"unlabelled"}  # wild/, animals/
+    assert min(r.ncc for r in report.records if r.ncc is not None) > 0.8
+    assert not report.unpaired_subjects
