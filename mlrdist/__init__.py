@@ -21,6 +21,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 # public name -> module defining it (imported on first access)
 _LAZY = {
     "fit_weights": "mlrdist.train",
+    "ingest_images": "mlrdist.ingest",
+    "load_sample": "mlrdist.datasets",
     "load_weights": "mlrdist.train",
     "select_hyperparameters": "mlrdist.select",
     "synthesize": "mlrdist.synthesize",
@@ -31,6 +33,8 @@ __all__ = [
     "MaskedRidge",
     "__version__",
     "fit_weights",
+    "ingest_images",
+    "load_sample",
     "load_weights",
     "select_hyperparameters",
     "synthesize",
