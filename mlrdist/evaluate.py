@@ -40,12 +40,15 @@ from .preprocess import check_stack, scale_images
 __all__ = [
     "METHOD_GRIDS",
     "EvaluationResult",
+    "application_grid",
+    "comparison_grid",
     "count_parameters",
     "default_methods",
     "evaluate",
     "mse",
     "psnr",
     "ssim",
+    "weight_figure",
     "write_report",
 ]
 
@@ -417,6 +420,15 @@ def comparison_grid(inputs, targets, preds: dict[str, np.ndarray], row_labels, p
     labels = ["input", "target", *preds]
     cells = [[inputs[i], targets[i], *(p[i] for p in preds.values())] for i in range(len(inputs))]
     _label_sheet(cells, labels, cell, row_labels).save(path)
+
+
+def application_grid(inputs, preds: dict[str, np.ndarray], row_labels, path, cell: int = 128) -> None:
+    """PNG grid without ground truth: rows images, columns input | one per method.
+
+    ``inputs``, each ``preds[m]``: uint8 ``(rows, H, W, C)``.
+    """
+    cells = [[inputs[i], *(p[i] for p in preds.values())] for i in range(len(inputs))]
+    _label_sheet(cells, ["input", *preds], cell, row_labels).save(path)
 
 
 def _diverging(a: np.ndarray, scale: float | None = None) -> np.ndarray:
