@@ -179,7 +179,6 @@ def synthesize_zarr(
     progress: bool = False,
 ) -> SynthesisReport:
     """Zarr of aligned images -> outputs.zarr (see the module docstring)."""
-    import xarray as xr
     import zarr
 
     from .train import load_weights
@@ -188,7 +187,9 @@ def synthesize_zarr(
     w_opts = weights_storage_options if weights_storage_options is not None else storage_options
     o_opts = outputs_storage_options if outputs_storage_options is not None else storage_options
     model = load_weights(weights, w_opts)
-    ds = xr.open_zarr(open_store(inputs, storage_options, read_only=True), consolidated=False)
+    from .ingest import open_faces
+
+    ds = open_faces(inputs, storage_options)  # committed samples of a faces.zarr, or any Zarr
     if "image" not in ds or ds["image"].dims != ("sample", "y", "x", "channel"):
         raise ValueError(f"{inputs!r} has no image(sample, y, x, channel) array to synthesise from")
     if tuple(ds["image"].shape[1:]) != tuple(model.image_shape_):

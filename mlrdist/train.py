@@ -303,12 +303,12 @@ def _run_tiles(ex, job: TileJob, todo: list[Tile], fingerprint: str, progress: b
 
 
 def _open_faces(url: str, storage_options: dict | None):
-    import xarray as xr
+    """A faces store's committed samples (see :func:`mlrdist.ingest.open_faces`)."""
+    from .ingest import open_faces
 
-    try:
-        ds = xr.open_zarr(open_store(url, storage_options, read_only=True), consolidated=False)
-    except (FileNotFoundError, KeyError) as exc:
-        raise FileNotFoundError(f"no faces store at {url!r}: run `mlrdist ingest` first ({exc})") from None
+    if not group_exists(url, storage_options):
+        raise FileNotFoundError(f"no faces store at {url!r}: run `mlrdist ingest` first")
+    ds = open_faces(url, storage_options)
     for name in ("image", "subject", "expression"):
         if name not in ds.variables:
             raise ValueError(f"{url!r} is not a faces store: it has no {name!r} variable")
@@ -420,12 +420,20 @@ def _write_template(url, options, ds, cfg, plan, pairs, fingerprint, selection=N
         "n_pairs": len(pairs.subjects),
         "subjects": list(pairs.subjects),
         "normalisation": cfg.scaling,
-        "faces_attrs": {k2: v for k2, v in ds.attrs.items() if isinstance(v, (str, int, float, list))},
+        "faces_attrs": {k2: v for k2, v in ds.attrs.items() if _jsonable(v)},
         "version": __version__,
         "complete": False,
         "selection": selection.to_dict() if selection is not None else None,
     }
     out.to_zarr(open_store(url, options), mode="w", compute=False, consolidated=False)
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _mark_complete(url, options) -> None:
