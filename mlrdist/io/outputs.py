@@ -1,0 +1,95 @@
+"""Writing synthesis outputs: image encoding, atomic writes, completion manifests.
+
+A mirrored output tree holds ``{outputs}/{target}/{relative path of the input}``. Each
+converted batch then writes one manifest ``{outputs}/_mlrdist/manifests/{id}.json`` listing
+its inputs (with their size/ETag identity) and the weights fingerprint. A rerun reads the
+manifests and skips inputs already converted by the same weights, so a scheduled run over a
+growing inbox only converts new photos; a batch interrupted before its manifest is redone
+and rewrites identical files (exactly one output per input).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MANIFEST_DIR", "encode_image", "output_path", "read_manifests", "write_atomic", "write_manifest"]
+
+MANIFEST_DIR = "_mlrdist/manifests"
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+def image_format(path: str, override: str | None = None) -> tuple[str, str]:
+    """(Pillow format, extension) for an output: the input's own, or ``override``."""
+    ext = ("." + override.lower().lstrip(".")) if override else posixpath.splitext(path)[1].lower()
+    if ext not in _FORMATS:
+        ext = ".png"
+    return _FORMATS[ext], ext
+
+
+def output_path(outputs: str, target: str, relpath: str, fmt: str | None = None) -> str:
+    """Where the ``target`` output of the input at ``relpath`` goes."""
+    _, ext = image_format(relpath, fmt)
+    stem = posixpath.splitext(relpath)[0]
+    return posixpath.join(outputs.rstrip("/"), target, stem + ext)
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` -> encoded bytes."""
+    from PIL import Image
+
+    arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    buf = io.BytesIO()
+    options: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
+def write_atomic(fs, path: str, data: bytes) -> None:
+    """Write ``data`` so that ``path`` never shows a partial file.
+
+    Local files: write a temporary sibling, then rename over the target. Object stores:
+    a single PUT is already atomic.
+    """
+    parent = posixpath.dirname(path)
+    if _is_local(fs):
+        os.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.part")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def write_manifest(fs, outputs: str, batch_id: str, entries: dict[str, dict], fingerprint: str) -> None:
+    """Record a finished batch (the commit point of its outputs)."""
+    doc = {"weights_fingerprint": fingerprint, "inputs": entries}
+    path = posixpath.join(outputs.rstrip("/"), MANIFEST_DIR, f"{batch_id}.json")
+    write_atomic(fs, path, json.dumps(doc, sort_keys=True).encode())
+
+
+def read_manifests(fs, outputs: str, fingerprint: str) -> dict[str, dict]:
+    """All inputs recorded by finished batches of the same weights: ``{relpath: entry}``."""
+    root = posixpath.join(outputs.rstrip("/"), MANIFEST_DIR)
+    if not fs.exists(root):
+        return {}
+    done: dict[str, dict] = {}
+    for path in sorted(fs.find(root)):
+        if not path.endswith(".json"):
+            continue
+        doc = json.loads(fs.cat_file(path))
+        if doc.get("weights_fingerprint") == fingerprint:
+            done.update(doc["inputs"])
+    return done
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")

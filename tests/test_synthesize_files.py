@@ -1,0 +1,141 @@
+"""Photo collections: aligned files, incremental inbox runs, bad inputs, archives, and
+paste-back of faces located by landmark templates."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_faces_store
+from PIL import Image
+
+from mlrdist.synthesize import to_uint8
+from mlrdist.synthesize_files import synthesize_files
+from mlrdist.train import fit_weights, load_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("w")
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    Y = np.clip(X * 0.8 + 25, 0, 255).astype(np.uint8)
+    faces = write_faces_store(str(tmp / "faces.zarr"), {"neutral": X, "smiling": Y})
+    out = str(tmp / "weights.zarr")
+    fit_weights(faces, out, receptive_field=3, scheduler="synchronous")
+    return out
+
+
+def save(path: Path, arr: np.ndarray, fmt: str = "PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "inbox"
+    images = {}
+    for i in range(5):
+        rel = f"batch{i % 2}/face{i}.png"
+        images[rel] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        save(root / rel, images[rel])
+    return root, images
+
+
+def test_aligned_files_equal_in_memory(weights, inbox, tmp_path):
+    root, images = inbox
+    out = tmp_path / "out"
+    report = synthesize_files(weights, str(root), str(out), batch=2, scheduler="threads")
+    assert (report.converted, report.failed) == (5, {})
+    model = load_weights(weights)
+    for rel, img in images.items():
+        got = np.asarray(Image.open(out / "smiling" / rel))
+        np.testing.assert_array_equal(got, to_uint8(model.predict(img[None])["smiling"][0]))
+
+
+def test_incremental_inbox_converts_only_new_photos(weights, inbox, tmp_path):
+    root, images = inbox
+    out = tmp_path / "out"
+    synthesize_files(weights, str(root), str(out), batch=2, scheduler="synchronous")
+    stamp = (out / "smiling" / "batch0/face0.png").stat().st_mtime_ns
+    save(root / "new/face9.png", np.zeros((32, 32, 3), np.uint8))
+    again = synthesize_files(weights, str(root), str(out), batch=2, scheduler="synchronous")
+    assert (again.converted, again.skipped_done) == (1, 5)
+    assert (out / "smiling" / "new/face9.png").exists()
+    assert (out / "smiling" / "batch0/face0.png").stat().st_mtime_ns == stamp
+    # no partial files are left behind
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+
+
+def test_bad_inputs_reported_rest_converted(weights, inbox, tmp_path):
+    root, _ = inbox
+    (root / "zero.png").write_bytes(b"")
+    (root / "notes.jpg").write_bytes(b"this is not an image")
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(good, format="PNG")
+    (root / "truncated.png").write_bytes(good.getvalue()[:40])
+    save(root / "small.png", np.zeros((20, 24, 3), np.uint8))
+    out = tmp_path / "out"
+    report = synthesize_files(weights, str(root), str(out), scheduler="threads")
+    assert report.converted == 5
+    reasons = {Path(k).name: v for k, v in report.failed.items()}
+    assert set(reasons) == {"zero.png", "notes.jpg", "truncated.png", "small.png"}
+    assert "empty" in reasons["zero.png"] and "not-an-image" in reasons["notes.jpg"]
+    assert "image is 24x20 but the weights expect 32x32" in reasons["small.png"]
+    # failures are not recorded as done: the next run reports them again
+    assert set(synthesize_files(weights, str(root), str(out), scheduler="threads").failed) == set(report.failed)
+
+
+def test_zip_output_and_format_choice(weights, inbox, tmp_path):
+    root, images = inbox
+    archive = tmp_path / "converted.zip"
+    synthesize_files(weights, str(root), str(archive), format="jpg", scheduler="synchronous")
+    with zipfile.ZipFile(archive) as zf:
+        names = sorted(zf.namelist())
+    assert names == sorted(f"smiling/{rel[:-4]}.jpg" for rel in images)
+
+
+def test_paste_back_with_landmark_templates(weights, tmp_path):
+    rng = np.random.default_rng(4)
+    photo = np.full((120, 100, 3), 90, np.uint8)
+    photo[30:80, 25:75] = rng.integers(0, 256, (50, 50, 3))
+    root = tmp_path / "wild"
+    save(root / "person.jpg", photo, "JPEG")
+    # eyes at (40, 45) and (60, 45): a 20 px eye distance
+    (root / "person.tem").write_text("3\n40\t45\n60\t45\n50\t70\n")
+    save(root / "noface.png", np.zeros((50, 60, 3), np.uint8))
+    out = tmp_path / "out"
+    report = synthesize_files(weights, str(root), str(out), align="landmarks", no_face="skip", scheduler="synchronous")
+    assert report.converted == 1 and [Path(u).name for u in report.no_face] == ["noface.png"]
+    got = np.asarray(Image.open(out / "smiling" / "person.jpg"))
+    src = np.asarray(Image.open(root / "person.jpg"))
+    assert got.shape == photo.shape
+    assert np.abs(got[:8].astype(int) - src[:8]).max() <= 6  # far from the face: unchanged (JPEG noise)
+    assert np.abs(got[40:70, 35:65].astype(int) - src[40:70, 35:65]).mean() > 3  # the face changed
+    assert not (out / "smiling" / "noface.png").exists()
+    copied = synthesize_files(weights, str(root), str(tmp_path / "out2"), align="landmarks", scheduler="synchronous")
+    assert (tmp_path / "out2" / "smiling" / "noface.png").exists() and copied.no_face
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"align": "magic"}, "align must be one of"),
+        ({"no_face": "drop"}, "no_face must be 'copy' or 'skip'"),
+        ({"format": "gif"}, "format must be one of"),
+        ({"batch": 0}, "batch must be a positive integer"),
+    ],
+)
+def test_bad_options(weights, inbox, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        synthesize_files(weights, str(inbox[0]), str(tmp_path / "o"), **kwargs)
+
+
+def test_missing_inputs(weights, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no folder, archive or glob match"):
+        synthesize_files(weights, str(tmp_path / "nope"), str(tmp_path / "o"), scheduler="synchronous")
