@@ -1,0 +1,65 @@
+"""``mlrdist synthesize WEIGHTS INPUTS OUTPUTS``: convert collections in bulk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .cli import command
+from .cli_train import add_dask_arguments, parse_options, quiet_logging
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights", help="weights.zarr URL (from `mlrdist train`)")
+    p.add_argument(
+        "inputs",
+        help="a faces.zarr (or any Zarr with image(sample, y, x, channel)), or a photo collection: "
+        "folder, glob, .zip/.tar(.gz) archive or s3:// prefix",
+    )
+    p.add_argument(
+        "outputs",
+        help="where to write: an outputs.zarr for Zarr inputs; for photos a folder mirrored as "
+        "OUTPUTS/<target>/<relative path>, or a .zip",
+    )
+    p.add_argument(
+        "--align", choices=["none", "resize", "auto", "landmarks", "detector"], default="none",
+        help="photos: none = already aligned at the model size; resize = centre-crop and resize; "
+        "auto/landmarks/detector = align each face (.tem template or detector), synthesise and "
+        "blend it back into the photo",
+    )
+    p.add_argument("--no-face", choices=["copy", "skip"], default="copy",
+                   help="photos without a face (when aligning): copy through or skip; reported either way")
+    p.add_argument("--format", help="output image format (png, jpg, webp, tif, bmp); default: the input's")
+    p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr, 64 for photos)")
+    p.add_argument("--preview", metavar="PNG", help="write an input | output grid of the first photos")
+    p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
+    p.add_argument("--overwrite", action="store_true", help="convert everything again")
+    add_dask_arguments(p)
+
+
+@command("synthesize", "Apply stored weights to a photo collection or a Zarr of faces (Dask).", _args)
+def run(args: argparse.Namespace) -> int:
+    from .io.stores import group_exists
+    from .synthesize import synthesize
+
+    quiet_logging()
+    options = parse_options(args.storage_option)
+    kwargs = dict(scheduler=args.scheduler, overwrite=args.overwrite, storage_options=options, progress=True)
+    if args.batch:
+        kwargs["batch"] = args.batch
+    if not group_exists(args.inputs, options):
+        kwargs.update(align=args.align, no_face=args.no_face, format=args.format, preview=args.preview)
+    elif args.align != "none" or args.preview or args.format:
+        raise ValueError("--align, --format and --preview apply to photo collections, not to Zarr inputs")
+    report = synthesize(args.weights, args.inputs, args.outputs, **kwargs)
+    print(report.summary())
+    for url, reason in sorted(report.failed.items()):
+        print(f"  skipped {url}: {reason}")
+    for url in report.no_face:
+        print(f"  no face: {url}")
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(report.to_dict(), f, indent=2)
+    if args.preview and not args.outputs.endswith(".zarr"):
+        print(f"preview: {args.preview}")
+    return 0
