@@ -36,7 +36,9 @@ expressions), read with ``xarray.open_zarr(url, consolidated=False)`` and resize
 * Yale: ``cropped/`` images (about 133 x 197, faces roughly centred), a centred square of
   the image width, resized; ``04_sad`` is a copy of ``04_normal`` in this collection, so
   subject 04 is dropped from b.
-* Wild (c): aligned with their templates like London; animals (c): centred square crop.
+* Wild (c): aligned with their templates like London when they are 189- or 106-point FRL
+  templates (pupils at points 0, 1; checked visually on ``lisa_*``). The ``zoom_*`` shots
+  carry 83-point templates without pupils: centred square crop, as for the animals.
 
 Options common to all: ``--methods`` (subset of ``mlrdist.evaluate.METHOD_GRIDS``),
 ``--folds``, ``--tune`` (nested grid search of every method), ``--max-subjects``, ``--out``.
@@ -149,9 +151,12 @@ def load_wild_dir(data: Path, size: int, gray: bool):
     imgs, names = [], []
     for jpg in sorted((root / "wild").glob("*.jpg")):
         tem = jpg.with_suffix(".tem")
-        if tem.exists():
-            imgs.append(_align(jpg, read_tem(tem)[:2], size, mode))
-            names.append(jpg.stem)
+        pts = read_tem(tem) if tem.exists() else None
+        if pts is not None and len(pts) in (106, 189):  # FRL templates: points 0, 1 = pupils
+            imgs.append(_align(jpg, pts[:2], size, mode))
+        else:  # e.g. the 83-point templates of zoom_*: no pupil points, a centred square instead
+            imgs.append(_square(Image.open(jpg).convert(mode), size))
+        names.append(jpg.stem.replace("composite_", "").replace("lisa_", ""))
     for jpg in sorted((root / "animals").glob("*.jpg")):
         imgs.append(_square(Image.open(jpg).convert(mode), size))
         names.append(jpg.stem.split("-")[0])

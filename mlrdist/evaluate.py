@@ -59,20 +59,20 @@ METRICS = ("mse", "psnr", "ssim")
 # name -> (class path, untuned parameters, grid searched when tuning)
 METHOD_GRIDS: dict[str, tuple[str, dict, dict]] = {
     "MR": ("mlrdist.estimator:MaskedRidge", {"receptive_field": 3, "alpha": 0.4},
-           {"receptive_field": [3, 5], "alpha": [0.04, 0.4, 4.0]}),
-    "l2": ("mlrdist.baselines.l2:FullRidge", {"alpha": 0.4}, {"alpha": [0.4, 40.0, 400.0, 4000.0]}),
+           {"receptive_field": [3, 5, 7], "alpha": [0.4, 4.0, 40.0]}),
+    "l2": ("mlrdist.baselines.l2:FullRidge", {"alpha": 0.4}, {"alpha": [4.0, 40.0, 400.0]}),
     "l1-masked": ("mlrdist.baselines.lasso:MaskedLasso", {"receptive_field": 3, "alpha": 1e-4},
-                  {"alpha": [1e-5, 1e-4, 1e-3]}),
+                  {"alpha": [1e-4, 1e-3, 1e-2]}),
     "l1-full": ("mlrdist.baselines.lasso:FullLasso", {"alpha": 1e-4, "n_components": 64},
-                {"alpha": [1e-5, 1e-4, 1e-3]}),
+                {"alpha": [1e-4, 1e-3, 1e-2]}),
     "l0-masked": ("mlrdist.baselines.omp:MaskedOMP", {"receptive_field": 3, "n_nonzero": 3},
                   {"n_nonzero": [1, 3, 5]}),
     "rrr": ("mlrdist.baselines.svd:ReducedRankRidge", {"rank": 10, "alpha": 0.4},
-            {"rank": [5, 10, 20, 40], "alpha": [0.4, 40.0, 400.0]}),
+            {"rank": [10, 20, 40, 60], "alpha": [4.0, 40.0, 400.0]}),
     "pcr": ("mlrdist.baselines.svd:PCARegression", {"n_components": 20, "alpha": 0.4},
-            {"n_components": [5, 10, 20, 40], "alpha": [0.4, 40.0]}),
+            {"n_components": [10, 20, 40, 60], "alpha": [4.0, 40.0, 400.0]}),
     "kernel": ("mlrdist.baselines.kernel:KernelRidge", {"alpha": 0.1, "kernel": "rbf"},
-               {"alpha": [0.01, 0.1, 1.0]}),
+               {"alpha": [1e-3, 1e-2, 1e-1]}),
 }
 
 
