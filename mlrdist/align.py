@@ -190,17 +190,18 @@ def _gray(img, scale: float) -> np.ndarray:
 
 
 def register_pair(reference, moving, ref_eyes: np.ndarray, *, ref_scale: float = 1.0,
-                  moving_scale: float = 1.0, work_eye_distance: float = 48.0) -> tuple[np.ndarray, float]:
+                  moving_scale: float = 1.0, work_eye_distance: float = 40.0) -> tuple[np.ndarray, float]:
     """Eye centres in ``moving`` by registering it to ``reference`` (same person, similar pose).
 
     A similarity transform (scale, rotation, translation about the eye midpoint) maximising
     the normalised cross-correlation over the upper face of ``reference`` (from the brows to
     just above the mouth, cheeks and hair line included; the mouth is left out because the
     expression changes it), on grayscale images downscaled to ``work_eye_distance`` pixels
-    between the eyes. Powell's method, started from the identity or from the best pure
-    shift (normalised template matching by FFT), whichever correlates better: the photos must
-    be roughly registered already (a few percent of scale, a few degrees), while shifts may be
-    large.
+    between the eyes. Gauss-Newton (Lucas-Kanade) started from the identity or from the best
+    pure shift (normalised template matching by FFT, within three eye distances), whichever
+    correlates better; when it ends below 0.9, Powell's method from the same start, keeping
+    the better. The photos must be roughly registered already (up to about 20 % of scale and
+    a few degrees); shifts up to three eye distances are found.
 
     Parameters
     ----------
@@ -246,14 +247,50 @@ def register_pair(reference, moving, ref_eyes: np.ndarray, *, ref_scale: float =
         b = (b - b.mean()) / (b.std() + 1e-9)
         return -float(np.mean(a * b))
 
-    start = min((np.zeros(4), np.array([*_best_shift(ref[y0:y1, x0:x1], mov, x0, y0), 0.0, 0.0])), key=cost)
-    res = optimize.minimize(cost, start, method="Powell",
-                            options={"xtol": 0.02, "ftol": 1e-5, "maxfev": 800})
-    tx, ty, ds, th = res.x
-    s, t = 1 + ds / d, th / d
-    R = s * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
-    moved = (eyes - c) @ R.T + c + [tx, ty]
-    return moved / k, -float(res.fun)
+    r = int(3 * d)  # template search within three eye distances of the face in ``reference``
+    sy0, sx0 = max(0, y0 - r), max(0, x0 - r)
+    window = mov[sy0 : y1 + r, sx0 : x1 + r]
+    shift = _best_shift(ref[y0:y1, x0:x1], window, x0 - sx0, y0 - sy0)
+    start = min((np.zeros(4), np.array([*shift, 0.0, 0.0])), key=cost)
+    tx, ty, ds, th = start
+    q0 = np.array([tx, ty, (1 + ds / d) * math.cos(th / d) - 1, (1 + ds / d) * math.sin(th / d)])
+    q, ncc = _gauss_newton(mov, a, dx, dy, c, q0)
+    if ncc < 0.9:  # a poor or local optimum: try a derivative-free search, keep the better
+        res = optimize.minimize(cost, start, method="Powell", options={"xtol": 0.05, "ftol": 1e-5, "maxfev": 600})
+        if -res.fun > ncc:
+            tx, ty, ds, th = res.x
+            s, t = 1 + ds / d, th / d
+            q, ncc = np.array([tx, ty, s * math.cos(t) - 1, s * math.sin(t)]), -float(res.fun)
+    R = np.array([[1 + q[2], -q[3]], [q[3], 1 + q[2]]])
+    moved = (eyes - c) @ R.T + c + q[:2]
+    return moved / k, ncc
+
+
+def _gauss_newton(mov, a, dx, dy, c, q, iters: int = 40):
+    """Gauss-Newton (Lucas-Kanade, forward additive) on the normalised residual
+    ``(B - mean B) / std B - a`` over the similarity ``q = (tx, ty, s cos t - 1, s sin t)``
+    about ``c``; returns ``q`` and the correlation reached."""
+    from scipy import ndimage
+
+    gy, gx = np.gradient(mov)
+    ncc = -1.0
+    for _ in range(iters):
+        u = (1 + q[2]) * dx - q[3] * dy + c[0] + q[0]
+        v = q[3] * dx + (1 + q[2]) * dy + c[1] + q[1]
+        at = [v - 0.5, u - 0.5]
+        B = ndimage.map_coordinates(mov, at, order=1, mode="nearest")
+        Ix = ndimage.map_coordinates(gx, at, order=1, mode="nearest")
+        Iy = ndimage.map_coordinates(gy, at, order=1, mode="nearest")
+        sd = B.std() + 1e-9
+        Bn = (B - B.mean()) / sd
+        ncc = float(np.mean(Bn * a))
+        J = np.stack([Ix, Iy, Ix * dx + Iy * dy, Iy * dx - Ix * dy], axis=1) / sd
+        J -= J.mean(axis=0)
+        step = np.linalg.solve(J.T @ J + 1e-9 * np.eye(4), -J.T @ (Bn - a))
+        q = q + step
+        if np.max(np.abs(step[:2])) < 1e-3 and np.max(np.abs(step[2:])) < 1e-5:
+            break
+    return q, ncc
 
 
 def _best_shift(template: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tuple[float, float]:

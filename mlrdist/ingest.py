@@ -19,10 +19,13 @@ Re-running adds nothing (known digests are skipped); a grown source adds only ne
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import json
 import math
 import re
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -362,26 +365,31 @@ def _identical_within_subject(items, digests, records) -> list[dict]:
 
 
 def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
-    """(aligned image, record) for one file; eyes remembered for registrations to it."""
+    """(aligned image, record) for one file; eyes remembered for registrations to it.
+
+    JPEGs are decoded at the smallest DCT scale (1/8 .. 1) that keeps at least the output's
+    resolution around the face: DCT scaling is itself an antialiased downscale, and the
+    final resize (:func:`mlrdist.align.align_image`) antialiases the rest.
+    """
     spec = job.spec
     H, W = spec.size
     rec = FileRecord(it.file.url, "ingested", "", it.subject, it.expression,
                      method="registration" if it.method == "register" else it.method)
     out_eye_dist = float(np.ptp(spec.eyes_px()[:, 0]))
     if it.method == "none":
-        dec = decode_image(data, colour=job.colour, min_size=(2 * W, 2 * H))
+        dec = decode_image(data, colour=job.colour, min_size=(W, H))
         return _fit_resize(dec.image, (W, H)), rec
     if it.method == "landmarks":
         eyes = _template_eyes(tem_bytes[it.template.url], it.template.url)
         ed = float(np.hypot(*(eyes[1] - eyes[0])))
-        dec = decode_image(data, colour=job.colour, min_scale=2 * out_eye_dist / ed)
+        dec = decode_image(data, colour=job.colour, min_scale=out_eye_dist / ed)
         _check_eyes_inside(eyes, dec.full_size)
     elif it.method == "register":
         if it.reference not in eyes_of:
             raise ValueError(f"its reference {items[it.reference].file.url} could not be aligned")
         ref_dec, ref_eyes = eyes_of[it.reference]
         ed = float(np.hypot(*(ref_eyes[1] - ref_eyes[0])))
-        dec = decode_image(data, colour=job.colour, min_scale=2 * out_eye_dist / ed)
+        dec = decode_image(data, colour=job.colour, min_scale=out_eye_dist / ed)
         eyes, ncc = register_pair(ref_dec.image, dec.image, ref_eyes, ref_scale=ref_dec.scale, moving_scale=dec.scale)
         rec.ncc = round(ncc, 4)
         if ncc < MIN_NCC:
@@ -505,7 +513,7 @@ def _create_store(dest, storage_options, result: _Result, spec, colour, align, c
                     coords={k: ("sample", np.array(v, dtype=object)) for k, v in result.coords.items()})
     ds.attrs.update({"size": [H, W], "colour": colour, "alignment": spec.to_attrs(align), "citation": citation,
                      "mlrdist_version": __version__, "n_committed": 0})
-    enc = {"image": {"chunks": (256, *tile, C), "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}}
+    enc = {"image": {"chunks": (_sample_chunk(spec, colour), *tile, C), "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}}
     store = open_store(dest, storage_options)
     ds.to_zarr(store, mode="w-", consolidated=False, encoding=enc)
     g = zarr.open_group(store, mode="a")
@@ -527,6 +535,61 @@ def _append(g, result: _Result) -> int:
             arr[n : n + k] = np.array(result.coords[name], dtype=object)
         g.attrs["n_committed"] = n + k
     return n + k
+
+
+def _sample_chunk(spec: AlignSpec, colour: str, budget: int = 32 << 20) -> int:
+    """Samples per chunk: up to 256, fewer for large images (about ``budget`` bytes of whole
+    images per chunk column), a power of two, at least 8."""
+    H, W = spec.size
+    per = H * W * (3 if colour == "rgb" else 1)
+    return int(min(256, max(8, 2 ** int(math.log2(max(1, budget // per))))))
+
+
+def _concat(results: list[_Result]) -> _Result:
+    if len(results) == 1:
+        return results[0]
+    return _Result(np.concatenate([r.images for r in results]),
+                   {k: [v for r in results for v in r.coords[k]] for k in COORDS}, [], [])
+
+
+def _take(res: _Result, sl: slice) -> _Result:
+    return _Result(res.images[sl], {k: v[sl] for k, v in res.coords.items()}, [], [])
+
+
+class _Writer:
+    """Buffers new rows and appends them in whole sample chunks (no chunk is rewritten while
+    a run appends; at most one chunk of rows is held), the remainder at :meth:`flush`."""
+
+    def __init__(self, group, create, chunk: int) -> None:
+        self.group, self.create, self.pending = group, create, []
+        self.chunk = int(group["image"].chunks[0]) if group is not None else chunk
+
+    @property
+    def committed(self) -> int:
+        return int(self.group.attrs["n_committed"]) if self.group is not None else 0
+
+    def add(self, res: _Result) -> None:
+        if len(res.images):
+            self.pending.append(res)
+        buffered = sum(len(r.images) for r in self.pending)
+        room = self.chunk - self.committed % self.chunk
+        if buffered >= room:
+            rows = _concat(self.pending)
+            self._write(_take(rows, slice(0, room)))
+            self.pending = [_take(rows, slice(room, None))]
+            self.add(_Result(rows.images[:0], {k: [] for k in COORDS}, [], []))
+
+    def flush(self) -> None:
+        rows = [r for r in self.pending if len(r.images)]
+        if rows:
+            self._write(_concat(rows))
+        self.pending = []
+
+    def _write(self, res: _Result) -> None:
+        if self.group is None:
+            self.group = self.create(res)
+        else:
+            _append(self.group, res)
 
 
 def _dedupe(result: _Result, known: set, records: list[FileRecord]) -> _Result:
@@ -613,28 +676,54 @@ def ingest_images(
     g, known = _prepare_store(dest, dest_options, spec, colour, method)
     known_all = set(known)
     batches = _batches(groups, batch_size)
+    writer = _Writer(g, lambda res: _create_store(dest, dest_options, res, spec, colour, method, citation),
+                     _sample_chunk(spec, colour))
     with open_executor(client=client, scheduler=scheduler) as ex:
         report.dashboard = ex.dashboard
-        wave = max(1, 2 * ex.n_workers)
         token = hashlib.sha256(f"{source}{dest}{time.time()}".encode()).hexdigest()[:8]
-        for w in range(math.ceil(len(batches) / wave)):
-            jobs = [_Job(b, spec, colour, storage_options, known) for b in batches[w * wave : (w + 1) * wave]]
-            results = ex.map(_process_batch, jobs, key=f"ingest-{token}-{w}", progress=progress, desc="ingest")
-            for res in results:
-                report.records += res.records
-                report.invalid_pairs += res.invalid_pairs
-                res = _dedupe(res, known_all, res.records)
-                if not len(res.images):
-                    continue
-                if g is None:
-                    g = _create_store(dest, dest_options, res, spec, colour, method, citation)
-                else:
-                    _append(g, res)
+        jobs = (_Job(b, spec, colour, storage_options, known) for b in batches)
+        for res in _imap(ex, _process_batch, jobs, len(batches), f"ingest-{token}", progress):
+            report.records += res.records
+            report.invalid_pairs += res.invalid_pairs
+            writer.add(_dedupe(res, known_all, res.records))
+        writer.flush()
+    g = writer.group
     report.n_samples = int(g.attrs["n_committed"]) if g is not None else 0
     if g is not None:
         report.unpaired_subjects = _unpaired(g, expected)
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
+
+
+def _imap(ex, func, jobs, n: int, key: str, progress: bool):
+    """``func`` over ``jobs`` on the executor, results in order, at most a few tasks per worker
+    in flight (so memory stays flat however many files there are).
+
+    On a distributed client a sliding window of futures keeps every worker busy while the
+    driver writes; on Dask's local schedulers, waves of ``2 * workers`` tasks.
+    """
+    from tqdm.auto import tqdm
+
+    window = max(2, 3 * ex.n_workers)
+    jobs = iter(jobs)
+    with tqdm(total=n, desc="ingest", unit="batch", disable=not progress, file=sys.stderr) as bar:
+        if ex.client is None:
+            for w in itertools.count():
+                wave = list(itertools.islice(jobs, window))
+                if not wave:
+                    return
+                for res in ex.map(func, wave, key=f"{key}-{w}"):
+                    bar.update()
+                    yield res
+        futures = collections.deque()
+        for i, job in enumerate(jobs):
+            futures.append(ex.client.submit(func, job, key=f"{key}-{i}", retries=2, pure=False))
+            if len(futures) >= window:
+                yield futures.popleft().result()
+                bar.update()
+        while futures:
+            yield futures.popleft().result()
+            bar.update()
 
 
 def _unpaired(g, expected: tuple[str, ...] | None) -> dict[str, list[str]]:
