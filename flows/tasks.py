@@ -13,6 +13,25 @@ from prefect.cache_policies import NO_CACHE
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "cache_policy": NO_CACHE, "persist_result": True}
 
 
+@task(name="ingest", task_run_name="ingest {source}", **IO_RETRIES)
+def ingest(source: str, dest: str, **options: Any):
+    from mlrdist.ingest import ingest_images
+
+    return ingest_images(source, dest, **options)
+
+
+@task(name="evaluate", task_run_name="evaluate {faces}", cache_policy=NO_CACHE, persist_result=True)
+def evaluate(faces: str, out_dir: str, methods: list[str] | None = None, folds: int = 5,
+             storage_options: dict | None = None, **options: Any):
+    from mlrdist.datasets import pairs
+    from mlrdist.evaluate import default_methods
+    from mlrdist.evaluate import evaluate as run
+    from mlrdist.ingest import open_faces
+
+    X, Y, subjects = pairs(open_faces(faces, storage_options))
+    return run(default_methods(methods), X, Y, list(subjects), folds=folds, out_dir=out_dir, **options)
+
+
 @task(name="train", task_run_name="train {weights}", **IO_RETRIES)
 def train(faces: str, weights: str, **options: Any):
     from mlrdist.train import fit_weights
@@ -52,3 +71,29 @@ def publish_synthesis_report(report) -> None:
     if report.no_face:
         lines += ["", f"No face found in {len(report.no_face)} photo(s):", *[f"- `{u}`" for u in report.no_face[:200]]]
     create_markdown_artifact("\n".join(lines), key="synthesis-report", description=report.summary())
+
+
+@task(name="publish-ingest-report", cache_policy=NO_CACHE)
+def publish_ingest_report(report) -> None:
+    rows = [{"file": r.url, "reason": r.reason} for r in report.skipped][:500]
+    description = (f"{report.count('ingested')} ingested, {report.count('exists')} already present, "
+                   f"{report.count('skipped')} skipped")
+    create_markdown_artifact(f"```\n{report.summary()}\n```", key="ingest-report", description=description)
+    if rows:
+        create_table_artifact(rows, key="ingest-skipped", description="files skipped, with the reason")
+
+
+@task(name="publish-evaluation", cache_policy=NO_CACHE)
+def publish_evaluation(result, out_dir: str) -> None:
+    from pathlib import Path
+
+    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in result.table()]
+    create_table_artifact(rows, key="evaluation-metrics", description="MSE, PSNR, SSIM per method and target")
+    report = Path(out_dir).resolve() / "report.html"
+    create_link_artifact(report.as_uri(), link_text="evaluation report", key="evaluation-report")
+    for name, path in sorted(result.figures.items()):
+        create_link_artifact(Path(path).resolve().as_uri(), link_text=name, key=f"figure-{_slug(name)}")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]

@@ -16,6 +16,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with --run-slow (or -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def find_data_dir() -> Path | None:
     for candidate in (os.environ.get("MLRDIST_DATA"), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "london-face-set").is_dir():

@@ -78,3 +78,117 @@ def test_synthesize_flow_refuses_missing_weights(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no weights store at .*nope.zarr.*mlrdist train"):
         synthesize_flow(str(tmp_path / "nope.zarr"), str(tmp_path), str(tmp_path / "out"))
+
+
+@pytest.fixture(scope="module")
+def sample_images():
+    from importlib import resources
+
+    return str(resources.files("mlrdist") / "data" / "sample")
+
+
+def test_pipeline_flow_on_the_sample(sample_images, tmp_path):
+    from flows.pipeline import pipeline_flow
+    from mlrdist.demo import SAMPLE_LABELS
+
+    result = pipeline_flow(sample_images, str(tmp_path), labels=SAMPLE_LABELS, align="none",
+                           methods=["MR", "l2"], folds=2, scheduler="threads")
+    assert {r["method"] for r in result.table()} == {"MR", "l2"}
+    assert (tmp_path / "evaluation" / "report.html").exists()
+    assert (tmp_path / "outputs.zarr").exists()
+    for key in ("ingest-report", "train-report", "evaluation-metrics", "evaluation-report", "synthesis-report"):
+        assert artifacts(key), key
+
+
+def test_nightly_conversion_twice_does_no_repeated_work(sample_images, tmp_path):
+    import shutil
+
+    from flows.synthesize import synthesize_flow
+    from mlrdist.datasets import load_sample
+    from mlrdist.train import fit_weights
+
+    faces = str(tmp_path / "faces.zarr")
+    load_sample().to_zarr(faces, consolidated=False)
+    weights = str(tmp_path / "w.zarr")
+    fit_weights(faces, weights, scheduler="synchronous")
+    inbox = tmp_path / "inbox"
+    shutil.copytree(f"{sample_images}/neutral", inbox)
+    first = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
+    second = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
+    assert (first.converted, second.converted, second.skipped_done) == (12, 0, 12)
+
+
+def test_retrain_only_when_the_dataset_grew(sample_images, tmp_path):
+    import shutil
+
+    from flows.pipeline import retrain_flow
+    from mlrdist.demo import SAMPLE_LABELS
+
+    images = tmp_path / "raw"
+    for expr in ("neutral", "smiling"):
+        (images / expr).mkdir(parents=True)
+        for name in ("001.png", "002.png", "003.png"):  # of the 12 sample subjects
+            shutil.copy(f"{sample_images}/{expr}/{name}", images / expr / name)
+    args = dict(faces=str(tmp_path / "faces.zarr"), weights=str(tmp_path / "w.zarr"), labels=SAMPLE_LABELS,
+                align="none", scheduler="synchronous")
+    assert retrain_flow(str(images), **args).n_pairs == 3
+    assert retrain_flow(str(images), **args) is None  # nothing new: no training
+    for expr in ("neutral", "smiling"):
+        shutil.copy(f"{sample_images}/{expr}/010.png", images / expr / "010.png")
+    assert retrain_flow(str(images), **args).n_pairs == 4
+
+
+@pytest.mark.slow
+def test_deployment_on_a_real_prefect_server(tmp_path, sample_images):
+    """Start `prefect server`, serve the synthesis flow as a deployment, run it through the API."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import _free_port
+
+    from mlrdist.datasets import load_sample
+    from mlrdist.train import fit_weights
+
+    faces, weights = str(tmp_path / "faces.zarr"), str(tmp_path / "w.zarr")
+    load_sample().to_zarr(faces, consolidated=False)
+    fit_weights(faces, weights, scheduler="synchronous")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": os.getcwd()}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = None
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(api + "/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "prefect server did not start"
+                time.sleep(0.5)
+        serve = subprocess.Popen([sys.executable, "-c", (
+            "from flows.synthesize import synthesize_flow; "
+            "synthesize_flow.serve(name='nightly', cron='0 2 * * *')")], env=env)
+        code = (
+            "import sys; from prefect.deployments import run_deployment; "
+            f"r = run_deployment('mlrdist-synthesize/nightly', parameters=dict(weights={weights!r}, "
+            f"inputs={sample_images + '/neutral'!r}, outputs={str(tmp_path / 'out')!r}, scheduler='threads'), timeout=240); "
+            "print(r.state.type.value); sys.exit(0 if r.state.is_completed() else 1)"
+        )
+        for _ in range(60):  # the served deployment registers within a few seconds
+            done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+            if done.returncode == 0 or "not found" not in (done.stderr + done.stdout).lower():
+                break
+            time.sleep(1)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len(list((tmp_path / "out" / "smiling").glob("*.png"))) == 12
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=20)
