@@ -14,13 +14,12 @@ pytest.importorskip("matplotlib")
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def test_walkthrough_executes(tmp_path, monkeypatch):
+def test_walkthrough_executes():
     sys.path.insert(0, str(NOTEBOOKS))
     try:
         import build_walkthrough
     finally:
         sys.path.remove(str(NOTEBOOKS))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = build_walkthrough.execute(build_walkthrough.build(), timeout=300)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors, errors[0]["evalue"] if errors else ""
