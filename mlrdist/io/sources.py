@@ -79,7 +79,8 @@ def list_sources(source: str, storage_options: dict[str, Any] | None = None) -> 
     ----------
     source : str
         A folder (``/data/faces``, ``file://...``, ``s3://bucket/prefix``), a glob
-        (``/data/*/*.jpg``), or an archive (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ...)
+        (``/data/*/*.jpg``; to use ``.tem`` templates, let it match them too, e.g.
+        ``/data/*/0*_0[38].*``), or an archive (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ...)
         on any fsspec file system.
     storage_options : dict, optional
         Passed to the fsspec file system (e.g. ``endpoint_url``, ``key``, ``secret`` for S3).
