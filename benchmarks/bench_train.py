@@ -42,12 +42,11 @@ def peak_rss_mb(dask_worker) -> float:
 
 
 def cluster(n_workers: int):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    lc = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        memory_limit="10GiB",
-    )
+    from mlrdist.execution import local_cluster
+
+    lc = local_cluster(n_workers, memory_limit="10GiB")
     return lc, Client(lc)
 
 

@@ -24,7 +24,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -55,9 +54,6 @@ CITATIONS = {
 }
 COORDS = ("subject", "expression", "source", "digest")
 NEUTRAL = ("neutral", "normal")
-# Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which turns every large buffer into a
-# fresh mmap: a third of this stage's speed. A 32 MiB top pad restores it (embedded cluster only).
-WORKER_ENV = {"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 32 << 20}
 MIN_NCC = 0.75  # registrations correlating less are refused (large pose or scale changes)
 
 
@@ -666,7 +662,6 @@ def ingest_images(
     -------
     IngestReport
     """
-    import dask
 
     from .execution import open_executor
 
@@ -684,7 +679,7 @@ def ingest_images(
     batches = _batches(groups, batch_size)
     writer = _Writer(g, lambda res: _create_store(dest, dest_options, res, spec, colour, method, citation),
                      _sample_chunk(spec, colour))
-    with dask.config.set(_worker_env(client, scheduler)), open_executor(client=client, scheduler=scheduler) as ex:
+    with open_executor(client=client, scheduler=scheduler) as ex:
         report.dashboard = ex.dashboard
         token = hashlib.sha256(f"{source}{dest}{time.time()}".encode()).hexdigest()[:8]
         jobs = (_Job(b, spec, colour, storage_options, known) for b in batches)
@@ -699,17 +694,6 @@ def ingest_images(
         report.unpaired_subjects = _unpaired(g, expected)
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
-
-
-def _worker_env(client, scheduler) -> dict:
-    """Config for the embedded LocalCluster's worker processes (empty otherwise)."""
-    if client is not None or scheduler or os.environ.get("MLRDIST_SCHEDULER"):
-        return {}
-    try:
-        import distributed  # noqa: F401  (loads its config defaults, which the key extends)
-    except ImportError:  # pragma: no cover - depends on the environment
-        return {}
-    return WORKER_ENV
 
 
 def _imap(ex, func, jobs, n: int, key: str, progress: bool):
