@@ -102,16 +102,22 @@ def scaling_params(X: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def apply_scaling(X: np.ndarray, lo: np.ndarray, span: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``(X - lo) / span`` per image (``lo``, ``span`` of shape ``(n,)``), in float64, cast."""
+    """``(X - lo) / span`` per image (``lo``, ``span`` of shape ``(n,)``), computed in ``dtype``.
+
+    Every path (in-memory fit, training tiles, synthesis) scales through this function, so
+    a tile of an image is scaled bit for bit like the whole image.
+    """
+    dtype = np.dtype(dtype)
     shape = (-1,) + (1,) * (X.ndim - 1)
-    lo = np.asarray(lo, dtype=np.float64).reshape(shape)
-    span = np.asarray(span, dtype=np.float64).reshape(shape)
+    lo = np.asarray(lo, dtype=dtype).reshape(shape)
+    span = np.asarray(span, dtype=dtype).reshape(shape)
     if not lo.any() and np.all(span == 1):
         return X.astype(dtype, copy=False)
-    out = X.astype(np.float64) - lo
+    out = X.astype(dtype)
+    out -= lo
     np.divide(out, span, out=out, where=span > 0)
     out[np.broadcast_to(span <= 0, out.shape)] = 0.0
-    return out.astype(dtype, copy=False)
+    return out
 
 
 def scale_images(X: np.ndarray, scaling: str, dtype: np.dtype) -> np.ndarray:

