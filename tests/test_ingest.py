@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,3 +305,47 @@ def test_appends_whole_chunks(london, tmp_path, monkeypatch):
     ingest_images(str(root), str(tmp_path / "g.zarr"), size=32, scheduler="synchronous", batch_size=64)
     xr.testing.assert_identical(open_faces(dest).load().drop_attrs(),
                                 open_faces(str(tmp_path / "g.zarr")).load().drop_attrs())
+
+
+KILL_SCRIPT = """
+import sys
+import mlrdist.ingest as ingest
+ingest._sample_chunk = lambda spec, colour: 2  # many small commits
+ingest.ingest_images(sys.argv[1], sys.argv[2], size=32, scheduler="synchronous", batch_size=2)
+"""
+
+
+def test_sigkilled_run_leaves_a_consistent_store(tmp_path):
+    """SIGKILL an ingest between commits: the committed rows are intact, and a rerun completes
+    the store without duplicates."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, dest = tmp_path / "src", str(tmp_path / "f.zarr")
+    make_london(root)
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(root), dest], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if zarr.open_group(dest, mode="r").attrs.get("n_committed", 0) >= 4:
+                break
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ds = open_faces(dest).load()
+    n = ds.sizes["sample"]
+    assert 4 <= n < 24, n  # killed mid-run
+    for url, digest in zip(ds["source"].values, ds["digest"].values, strict=True):
+        assert hashlib.sha256(open(url.replace("file://", ""), "rb").read()).hexdigest() == digest
+    report = ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    full = open_faces(dest).load()
+    assert full.sizes["sample"] == 24 and len(set(full["digest"].values)) == 24
+    assert report.count("exists") == n and report.count("ingested") == 24 - n
