@@ -17,6 +17,7 @@ Coordinates are continuous pixel coordinates ``(x, y)``, pixel ``i`` spanning ``
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 __all__ = [
     "AlignSpec",
     "align_image",
+    "detect_all_eyes",
     "detect_eyes",
     "eye_transform",
     "read_tem",
@@ -328,6 +330,33 @@ def detect_eyes(img) -> np.ndarray:
     ValueError
         When no face is found.
     """
+    return detect_all_eyes(img)[0]
+
+
+def detect_all_eyes(img, *, upsample: int = 1) -> list[np.ndarray]:
+    """Eye centres of every face dlib finds, largest face first.
+
+    Returns a non-empty list of (2, 2) arrays (rows left and right eye, columns x, y).
+    Raises ImportError without the ``align`` extra and ValueError when no face is found.
+    """
+    detector, predictor = _dlib_models()
+    arr = np.asarray(img.convert("RGB"))
+    faces = sorted(detector(arr, upsample), key=lambda r: -r.width() * r.height())
+    if not faces:
+        raise ValueError("no face found by the detector")
+    out = []
+    for face in faces:
+        shape = predictor(arr, face)
+        p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
+        # 5-point model: 0-1 one eye's corners, 2-3 the other's, 4 the nose
+        e1, e2 = p[0:2].mean(axis=0), p[2:4].mean(axis=0)
+        out.append(np.array(sorted([e1, e2], key=lambda e: e[0])) + 0.5)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _dlib_models():
+    """dlib's HOG face detector and 5-point landmark predictor (loaded once per process)."""
     try:
         import dlib
         import face_recognition_models as frm
@@ -337,15 +366,4 @@ def detect_eyes(img) -> np.ndarray:
             "(dlib-bin, face_recognition_models); or give landmarks (.tem files) or use align='none' "
             "for pre-aligned images"
         ) from exc
-    detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-    arr = np.asarray(img.convert("RGB"))
-    faces = detector(arr, 1)
-    if not faces:
-        raise ValueError("no face found by the detector")
-    face = max(faces, key=lambda r: r.width() * r.height())
-    shape = predictor(arr, face)
-    p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
-    # 5-point model: 0-1 one eye's corners, 2-3 the other's, 4 the nose
-    e1, e2 = p[0:2].mean(axis=0), p[2:4].mean(axis=0)
-    return np.array(sorted([e1, e2], key=lambda e: e[0])) + 0.5
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_five_point_model_location())

@@ -117,10 +117,10 @@ def find_eyes(image: np.ndarray, points: np.ndarray | None, align: str) -> list[
         raise LookupError("no landmark template (.tem) next to the photo")
     from PIL import Image
 
-    from .align import detect_eyes
+    from .align import detect_all_eyes
 
     try:
-        return [detect_eyes(Image.fromarray(image[..., 0] if image.shape[2] == 1 else image))]
+        return detect_all_eyes(Image.fromarray(image[..., 0] if image.shape[2] == 1 else image))
     except ValueError as exc:
         raise LookupError(str(exc)) from None
 
