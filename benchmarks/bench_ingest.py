@@ -184,7 +184,7 @@ def main() -> None:
           f"{xk['driver_peak_mb'] / max(r['driver_peak_mb'] for r in x1):.2f}, workers "
           f"{max(xk['worker_peak_mb']) / max(max(r['worker_peak_mb']) for r in x1):.2f}")
     print("malloc default: Dask's worker environment (MALLOC_TRIM_THRESHOLD_=65536); top-pad: plus "
-          "MALLOC_TOP_PAD_=32 MiB (what ingest_images gives its embedded LocalCluster)")
+          "MALLOC_TOP_PAD_=32 MiB (what mlrdist.execution.local_cluster sets)")
     out = REPO / "benchmarks" / "results" / "bench_ingest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
