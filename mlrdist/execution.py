@@ -67,35 +67,58 @@ class Executor:
         retries: int = 2,
         progress: bool = False,
         desc: str = "",
+        max_in_flight: int | None = None,
     ) -> list[Any]:
-        """``[func(item) for item in items]`` as Dask tasks; results in input order."""
+        """``[func(item) for item in items]`` as Dask tasks; results in input order.
+
+        At most ``max_in_flight`` tasks (default: 4 per worker, at least 8) are submitted at
+        a time, so the scheduler's and the driver's memory stay flat however many items
+        there are; a new task is submitted as each one finishes.
+        """
         if not items:
             return []
+        window = max_in_flight or max(8, 4 * self.n_workers)
         if self.client is not None:
-            return self._map_distributed(func, items, key, retries, progress, desc)
+            return self._map_distributed(func, items, key, retries, progress, desc, window)
         import dask
 
-        tasks = [
-            dask.delayed(func, pure=False)(item, dask_key_name=f"{key}-{i}") for i, item in enumerate(items)
-        ]
-        if progress:
-            from dask.diagnostics import ProgressBar
+        results: list[Any] = []
+        for start in range(0, len(items), window):
+            wave = items[start : start + window]
+            tasks = [
+                dask.delayed(func, pure=False)(item, dask_key_name=f"{key}-{start + i}") for i, item in enumerate(wave)
+            ]
+            if progress:
+                from dask.diagnostics import ProgressBar
 
-            with ProgressBar(out=sys.stderr):
-                return list(dask.compute(*tasks, scheduler=self.scheduler))
-        return list(dask.compute(*tasks, scheduler=self.scheduler))
+                with ProgressBar(out=sys.stderr):
+                    results += dask.compute(*tasks, scheduler=self.scheduler)
+            else:
+                results += dask.compute(*tasks, scheduler=self.scheduler)
+        return results
 
-    def _map_distributed(self, func, items, key, retries, progress, desc):
+    def _map_distributed(self, func, items, key, retries, progress, desc, window):
         from distributed import as_completed
         from tqdm.auto import tqdm
 
-        futures = self.client.map(func, items, key=[f"{key}-{i}" for i in range(len(items))], retries=retries)
-        index = {f.key: i for i, f in enumerate(futures)}
+        def submit(i):
+            return self.client.submit(func, items[i], key=f"{key}-{i}", retries=retries, pure=False)
+
+        first = [submit(i) for i in range(min(window, len(items)))]
+        index = {f.key: i for i, f in enumerate(first)}
+        pending = iter(range(len(first), len(items)))
         results: list[Any] = [None] * len(items)
+        queue = as_completed(first)
         with tqdm(total=len(items), desc=desc, unit="task", disable=not progress, file=sys.stderr) as bar:
-            for fut in as_completed(futures):
-                results[index[fut.key]] = fut.result()
+            for fut in queue:
+                results[index.pop(fut.key)] = fut.result()
+                fut.release()
                 bar.update()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    new = submit(nxt)
+                    index[new.key] = nxt
+                    queue.add(new)
         return results
 
 
