@@ -7,6 +7,8 @@ heavy imports happen inside them so ``mlrdist --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,6 +33,46 @@ def _registry() -> dict:
     import importlib
 
     return importlib.import_module("mlrdist.cli").COMMANDS
+
+
+def parse_options(pairs: list[str] | None) -> dict | None:
+    """``["endpoint_url=http://...", "anon=true"]`` -> fsspec storage options."""
+    if not pairs:
+        return None
+    out: dict = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--storage-option expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def quiet_logging() -> None:
+    """mlrdist's INFO messages on stderr; Dask's own only from WARNING up."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        import distributed  # noqa: F401  (configures its loggers on import)
+    except ImportError:  # pragma: no cover
+        pass
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_dask_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:8786), or synchronous/threads/processes; "
+        "default: $MLRDIST_SCHEDULER or an embedded LocalCluster",
+    )
+    p.add_argument(
+        "--storage-option", "-S", action="append", metavar="KEY=VALUE",
+        help="fsspec storage option for s3:// and other URLs (repeatable), e.g. "
+        "-S endpoint_url=http://127.0.0.1:9000",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

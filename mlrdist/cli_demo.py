@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import command
-from .cli_train import quiet_logging
+from .cli import command, quiet_logging
 
 
 def _args(p: argparse.ArgumentParser) -> None:

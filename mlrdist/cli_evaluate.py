@@ -32,9 +32,9 @@ def load_pairs(faces: str | None, source: str, targets: list[str], *, gray: bool
     if faces is None:
         ds = datasets.load_sample()
     else:
-        import xarray as xr
+        from .ingest import open_faces
 
-        ds = xr.open_zarr(faces, consolidated=False, storage_options=storage_options)
+        ds = open_faces(faces, storage_options)  # committed samples only
     X, Y, subjects = datasets.pairs(ds, source=source, targets=tuple(targets))
     if max_subjects:
         X, subjects = X[:max_subjects], subjects[:max_subjects]
@@ -64,7 +64,7 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "Compare MR with l2/l1/l0/SVD/kernel baselines by subject-disjoint cross-validation", _args)
 def run(args: argparse.Namespace) -> int:
-    from .cli_train import parse_options
+    from .cli import parse_options
     from .evaluate import default_methods, evaluate
 
     X, Y, subjects = load_pairs(args.faces, args.source, args.targets, gray=args.gray, size=args.size,

@@ -6,8 +6,7 @@ import argparse
 import posixpath
 import sys
 
-from .cli import command
-from .cli_train import add_dask_arguments, parse_options, quiet_logging
+from .cli import add_dask_arguments, command, parse_options, quiet_logging
 
 
 def _args(p: argparse.ArgumentParser) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import command
-from .cli_train import add_dask_arguments, parse_options, quiet_logging
+from .cli import add_dask_arguments, command, parse_options, quiet_logging
 
 
 def _args(p: argparse.ArgumentParser) -> None:
