@@ -24,13 +24,10 @@ def train_flow(
     storage_options: dict | None = None,
 ):
     """Fit masked-regression weights; parameters are checked before any work."""
-    from mlrdist.config import TrainConfig
+    from mlrdist.train import train_config
 
-    TrainConfig(
-        source=source, targets=tuple(targets), colour=colour, dtype=dtype, scaling=scaling,
-        receptive_field=3 if receptive_field == "auto" else receptive_field,
-        alpha=0.4 if alpha == "auto" else alpha,
-    )
+    train_config(source=source, targets=tuple(targets), receptive_field=receptive_field, alpha=alpha,
+                 colour=colour, dtype=dtype, scaling=scaling)
     report = tasks.train(
         faces, weights, source=source, targets=tuple(targets), receptive_field=receptive_field,
         alpha=alpha, colour=colour, dtype=dtype, scaling=scaling, tile=tile, scheduler=scheduler,

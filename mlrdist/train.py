@@ -38,7 +38,7 @@ from .kernels.ridge import fit_region
 from .kernels.windows import window_offsets
 from .preprocess import apply_scaling
 
-__all__ = ["StoredMaskedRidge", "TrainReport", "fit_weights", "load_weights", "pair_indices"]
+__all__ = ["StoredMaskedRidge", "TrainReport", "fit_weights", "load_weights", "pair_indices", "train_config"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,19 @@ class TrainReport:
         )
 
 
+def train_config(*, receptive_field: int | str = 3, alpha: float | str = 0.4, **fields: Any):
+    """Validate training settings; ``"auto"`` marks a hyper-parameter to select.
+
+    Returns ``(config, auto_receptive_field, auto_alpha)``; the config holds placeholders
+    (the paper's defaults) for the settings to select. Raises ValueError on bad settings.
+    """
+    auto_k, auto_alpha = receptive_field == "auto", alpha == "auto"
+    cfg = TrainConfig(
+        receptive_field=3 if auto_k else receptive_field, alpha=0.4 if auto_alpha else alpha, **fields
+    )
+    return cfg, auto_k, auto_alpha
+
+
 def fit_weights(
     faces: str,
     weights: str,
@@ -239,10 +252,9 @@ def fit_weights(
         Show a progress bar.
     """
     t0 = time.perf_counter()
-    auto_k, auto_alpha = receptive_field == "auto", alpha == "auto"
-    cfg = TrainConfig(
-        source=source, targets=targets, receptive_field=3 if auto_k else receptive_field,
-        alpha=0.4 if auto_alpha else alpha, colour=colour, dtype=dtype, scaling=scaling,
+    cfg, auto_k, auto_alpha = train_config(
+        source=source, targets=targets, receptive_field=receptive_field, alpha=alpha, colour=colour,
+        dtype=dtype, scaling=scaling,
     )
     weights_options = weights_storage_options if weights_storage_options is not None else storage_options
     ds = _open_faces(faces, storage_options)
