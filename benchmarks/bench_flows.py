@@ -80,12 +80,16 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str, float]:
 
 def ephemeral_run(workdir: Path, scheduler: str) -> float:
     """A fresh process with no PREFECT_API_URL: Prefect starts its own temporary server."""
+    (workdir / "ephemeral-home").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(workdir / "ephemeral-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PYTHONPATH=str(REPO))
     code = (f"import sys, time; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import bench_flows as b; "
             f"from pathlib import Path; print(b.via_prefect(Path({str(workdir)!r}), {scheduler!r}))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print("ephemeral-server run failed:\n" + (out.stderr or out.stdout)[-3000:], file=sys.stderr)
+        return float("nan")
     return float(out.stdout.strip().splitlines()[-1])
 
 
