@@ -31,6 +31,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="output image format (png, jpg, webp, tif, bmp); default: the input's")
     p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr, 64 for photos)")
     p.add_argument("--preview", metavar="PNG", help="write an input | output grid of the first photos")
+    p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")
     p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
     p.add_argument("--overwrite", action="store_true", help="convert everything again")
     add_dask_arguments(p)
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch:
         kwargs["batch"] = args.batch
     if not group_exists(args.inputs, options):
-        kwargs.update(align=args.align, no_face=args.no_face, format=args.format, preview=args.preview)
+        kwargs.update(align=args.align, no_face=args.no_face, format=args.format, preview=args.preview,
+                      preview_rows=args.preview_rows)
     elif args.align != "none" or args.preview or args.format:
         raise ValueError("--align, --format and --preview apply to photo collections, not to Zarr inputs")
     report = synthesize(args.weights, args.inputs, args.outputs, **kwargs)

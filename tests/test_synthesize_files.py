@@ -140,3 +140,26 @@ def test_bad_options(weights, inbox, tmp_path, kwargs, match):
 def test_missing_inputs(weights, tmp_path):
     with pytest.raises(FileNotFoundError, match="no folder, archive or glob match"):
         synthesize_files(weights, str(tmp_path / "nope"), str(tmp_path / "o"), scheduler="synchronous")
+
+
+def test_detector_handles_every_face_of_a_photo(weights, data_dir, tmp_path):
+    """Two real Yale faces side by side: both are detected, synthesised and pasted back."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from mlrdist.align import detect_all_eyes
+
+    yale = data_dir / "yale-faces" / "original"
+    a = np.asarray(Image.open(yale / "01_normal.png").convert("RGB"))
+    b = np.asarray(Image.open(yale / "02_normal.png").convert("RGB"))
+    photo = np.concatenate([a, b], axis=1)
+    eyes = detect_all_eyes(Image.fromarray(photo))
+    assert len(eyes) == 2 and {int(e[0, 0] > a.shape[1]) for e in eyes} == {0, 1}
+    root = tmp_path / "photos"
+    save(root / "two.png", photo)
+    report = synthesize_files(weights, str(root), str(tmp_path / "out"), align="detector", scheduler="synchronous")
+    assert report.converted == 1 and not report.no_face
+    got = np.asarray(Image.open(tmp_path / "out" / "smiling" / "two.png")).astype(int)
+    for e in eyes:
+        x, y = e.mean(axis=0).astype(int)
+        assert np.abs(got[y : y + 40, x - 20 : x + 20] - photo[y : y + 40, x - 20 : x + 20]).mean() > 2
+    np.testing.assert_array_equal(got[:10, :10], photo[:10, :10])  # far from both faces
