@@ -23,17 +23,22 @@ def pipeline_flow(
     alpha: float = 0.4,
     methods: list[str] | None = None,
     folds: int = 4,
+    report_dir: str | None = None,
     scheduler: str | None = None,
     storage_options: dict | None = None,
 ):
-    """Every stage into ``workdir``: faces.zarr, weights.zarr, evaluation/, outputs.zarr."""
+    """Every stage into ``workdir`` (any URL): faces.zarr, weights.zarr, outputs.zarr; the
+    evaluation report (HTML and PNGs, local files) into ``report_dir``, by default
+    ``workdir/evaluation`` for a local ``workdir`` and ``./mlrdist-evaluation`` otherwise."""
     root = workdir.rstrip("/")
+    if report_dir is None:
+        report_dir = "mlrdist-evaluation" if "://" in root else f"{root}/evaluation"
     faces, weights = f"{root}/faces.zarr", f"{root}/weights.zarr"
     ingest_flow(images, faces, labels=labels, size=size, align=align, scheduler=scheduler,
                 storage_options=storage_options)
     train_flow(faces, weights, receptive_field=receptive_field, alpha=alpha, scheduler=scheduler,
                overwrite=True, storage_options=storage_options)
-    result = evaluate_flow(faces, f"{root}/evaluation", methods=methods, folds=folds,
+    result = evaluate_flow(faces, report_dir, methods=methods, folds=folds,
                            storage_options=storage_options)
     synthesize_flow(weights, faces, f"{root}/outputs.zarr", scheduler=scheduler, overwrite=True,
                     storage_options=storage_options)

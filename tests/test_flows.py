@@ -100,6 +100,22 @@ def test_pipeline_flow_on_the_sample(sample_images, tmp_path):
         assert artifacts(key), key
 
 
+def test_pipeline_flow_on_s3_and_a_cluster(sample_images, s3, scheduler_address, tmp_path):
+    import s3fs
+
+    from flows.pipeline import pipeline_flow
+    from mlrdist.demo import SAMPLE_LABELS
+
+    fs = s3fs.S3FileSystem(**s3)
+    fs.put(sample_images, "test/raw", recursive=True)
+    result = pipeline_flow("s3://test/raw", "s3://test/work", labels=SAMPLE_LABELS, align="none",
+                           methods=["MR"], folds=2, report_dir=str(tmp_path / "report"),
+                           scheduler=scheduler_address, storage_options=s3)
+    assert [r["method"] for r in result.table()] == ["MR"]
+    assert fs.exists("test/work/outputs.zarr") and fs.exists("test/work/weights.zarr")
+    assert (tmp_path / "report" / "report.html").exists()
+
+
 def test_nightly_conversion_twice_does_no_repeated_work(sample_images, tmp_path):
     import shutil
 

@@ -163,3 +163,18 @@ def test_detector_handles_every_face_of_a_photo(weights, data_dir, tmp_path):
         x, y = e.mean(axis=0).astype(int)
         assert np.abs(got[y : y + 40, x - 20 : x + 20] - photo[y : y + 40, x - 20 : x + 20]).mean() > 2
     np.testing.assert_array_equal(got[:10, :10], photo[:10, :10])  # far from both faces
+
+
+def test_photos_from_and_to_s3(weights, inbox, s3):
+    import s3fs
+
+    root, images = inbox
+    fs = s3fs.S3FileSystem(**s3)
+    fs.put(str(root), "test/inbox", recursive=True)
+    report = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3,
+                              weights_storage_options=None, scheduler="threads")
+    assert report.converted == 5 and not report.failed
+    assert sorted(fs.find("test/out/smiling")) == sorted(f"test/out/smiling/{rel}" for rel in images)
+    again = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3,
+                             weights_storage_options=None, scheduler="threads")
+    assert again.converted == 0 and again.skipped_done == 5

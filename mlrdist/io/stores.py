@@ -11,13 +11,15 @@ __all__ = ["group_exists", "open_store"]
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False):
-    """A zarr store for ``url``: a local path (or ``file://``) or any fsspec URL."""
+    """A zarr store for ``url``: a local path (or ``file://``) or any fsspec URL.
+
+    ``storage_options`` apply to remote URLs; a run's one set of options (e.g. S3 keys) may be
+    passed along with local paths too, and is ignored for them.
+    """
     url = str(url)
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" not in url and "::" not in url:
-        if storage_options:
-            raise ValueError(f"storage_options were given for the local path {url!r}; drop them")
         return LocalStore(url, read_only=read_only)
     return FsspecStore.from_url(url, storage_options=storage_options, read_only=read_only)
 
