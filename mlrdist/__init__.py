@@ -41,9 +41,6 @@ __all__ = [
 ]
 
 
-assert set(_LAZY) <= set(__all__), "every lazy name is public"
-
-
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)

@@ -1,6 +1,6 @@
 """Baselines of the paper's comparison, with the fit/predict API of MaskedRidge."""
 
-from ._select import TunedRegressor, group_kfold, select_hyperparameters
+from ._select import TunedRegressor, grid_search, group_kfold
 from .kernel import KernelRidge
 from .l2 import FullRidge
 from .lasso import FullLasso, MaskedLasso
@@ -17,5 +17,5 @@ __all__ = [
     "ReducedRankRidge",
     "TunedRegressor",
     "group_kfold",
-    "select_hyperparameters",
+    "grid_search",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..preprocess import check_stack, scale_images, split_targets
 
-__all__ = ["TunedRegressor", "clone", "group_kfold", "select_hyperparameters"]
+__all__ = ["TunedRegressor", "clone", "group_kfold", "grid_search"]
 
 
 def clone(estimator: Any, **params: Any) -> Any:
@@ -65,7 +65,7 @@ def held_out_mse(estimator: Any, X: np.ndarray, Y: Any, train: np.ndarray, test:
     return float(np.mean((P.astype(np.float64) - truth) ** 2))
 
 
-def select_hyperparameters(
+def grid_search(
     estimator: Any, grid: Mapping[str, Sequence], X: Any, Y: Any, groups: Sequence, folds: int = 3,
     *, seed: int = 0,
 ) -> tuple[dict, list[dict]]:
@@ -139,7 +139,7 @@ class TunedRegressor:
 
     def fit(self, X: Any, Y: Any) -> TunedRegressor:
         X = np.asarray(X)
-        self.best_params_, self.cv_scores_ = select_hyperparameters(
+        self.best_params_, self.cv_scores_ = grid_search(
             self.estimator, self.grid, X, Y, list(range(len(X))), self.folds, seed=self.seed
         )
         self.best_estimator_ = clone(self.estimator, **self.best_params_).fit(X, Y)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mlrdist import MaskedRidge
-from mlrdist.baselines._select import group_kfold, select_hyperparameters
+from mlrdist.baselines._select import grid_search, group_kfold
 
 from ._data import pairs
 
@@ -24,7 +24,7 @@ def test_bad_folds():
 
 def test_select_prefers_fitting_receptive_field():
     X, Y = pairs(n=80)
-    best, scores = select_hyperparameters(
+    best, scores = grid_search(
         MaskedRidge(scaling="none"), {"receptive_field": [1, 3], "alpha": [1e-3]}, X, Y, list(range(80)), 4
     )
     assert best == {"receptive_field": 3, "alpha": 1e-3}  # Y uses the left neighbour
