@@ -293,18 +293,43 @@ def _fit_dual(source, targets, k, alpha):
     th, tw, n_rhs, n = targets.shape
     At = extract_windows(source, k)  # (npix, F, n)
     npix = th * tw
-    K = np.matmul(At.transpose(0, 2, 1), At)  # (npix, n, n)
-    K += 1.0  # bias feature
+    if At.dtype == np.float32:
+        K = _dual_gram_centred(At)
+    else:
+        K = np.matmul(At.transpose(0, 2, 1), At)  # (npix, n, n)
+        K += 1.0  # bias feature
     _add_ridge(K, alpha)
     rhs = targets.reshape(npix, n_rhs, n).transpose(0, 2, 1)  # (npix, n, R)
     c = _solve_spd(K, rhs)
     del K
-    coef = np.matmul(At, c)  # (npix, F, R)
-    intercept = c.sum(axis=1)
+    coef = np.matmul(At, c.astype(At.dtype, copy=False))  # (npix, F, R); uncentred: no cancellation
+    intercept = c.sum(axis=1).astype(At.dtype, copy=False)
     return (
         np.ascontiguousarray(coef.transpose(0, 2, 1)).reshape(th, tw, n_rhs, -1),
         intercept.reshape(th, tw, n_rhs),
     )
+
+
+def _dual_gram_centred(At: np.ndarray) -> np.ndarray:
+    """``A A^T + 1`` in float64 from float32 windows, accurately.
+
+    Windows share a large common part (the mean face), which float32 rounds badly in
+    ``A A^T``. With ``A = m + D`` (``m`` the per-pixel mean window over samples) only the
+    small ``D D^T`` is formed in float32 (the GEMM, where float32 pays off); the mean terms
+    ``m.m + m.d_s + m.d_t`` are added in float64. Rounding drops by the ratio of the window
+    norms to their deviations (about 15x on faces).
+    """
+    n = At.shape[2]
+    m = At.sum(axis=2, keepdims=True)  # any centre keeps A = m + D exact; the mean is best
+    m *= np.float32(1.0 / n)
+    D = At - m
+    K = np.matmul(D.transpose(0, 2, 1), D).astype(np.float64)  # (npix, n, n)
+    u = np.matmul(m.transpose(0, 2, 1), D)[:, 0, :].astype(np.float64)  # m . d_s, (npix, n)
+    K += u[:, :, None]
+    K += u[:, None, :]
+    m64 = m[:, :, 0].astype(np.float64)
+    K += (np.einsum("pf,pf->p", m64, m64) + 1.0)[:, None, None]  # m . m + bias
+    return K
 
 
 # --------------------------------------------------------------------------- regions
