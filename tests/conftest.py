@@ -75,33 +75,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(argv, port: int, health: str, *, env=None, timeout: float = 30):
+    """Start ``argv`` (a server listening on 127.0.0.1:``port``) and wait until
+    ``http://127.0.0.1:{port}{health}`` answers; returns the process and its base URL."""
+    import subprocess
+    import time
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(base + health, timeout=2)
+            return proc, base
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{argv[2:4]} did not start on {base}") from None
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real ``moto_server`` process on 127.0.0.1 at a free port; yields its endpoint."""
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
     pytest.importorskip("moto")
     pytest.importorskip("s3fs")
     port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc, endpoint = start_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "/moto-api/"
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto_server did not start on {endpoint}") from None
-            time.sleep(0.1)
     yield endpoint
     proc.terminate()
     proc.wait(timeout=10)

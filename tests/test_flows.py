@@ -161,9 +161,8 @@ def test_deployment_on_a_real_prefect_server(tmp_path, sample_images):
     import subprocess
     import sys
     import time
-    import urllib.request
 
-    from conftest import _free_port
+    from conftest import _free_port, start_server
 
     from mlrdist.datasets import load_sample
     from mlrdist.train import fit_weights
@@ -175,18 +174,10 @@ def test_deployment_on_a_real_prefect_server(tmp_path, sample_images):
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": os.getcwd()}
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, _ = start_server([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                              "--port", str(port)], port, "/api/health", env=env, timeout=90)
     serve = None
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(api + "/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "prefect server did not start"
-                time.sleep(0.5)
         serve = subprocess.Popen([sys.executable, "-c", (
             "from flows.synthesize import synthesize_flow; "
             "synthesize_flow.serve(name='nightly', cron='0 2 * * *')")], env=env)
