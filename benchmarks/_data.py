@@ -1,11 +1,12 @@
-"""Real-data helpers shared by the benchmarks (London set from --data, MLRDIST_DATA or
-../shared/data)."""
+"""Helpers shared by the benchmarks: real data (London set from --data, MLRDIST_DATA or
+../shared/data) and timing."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,13 @@ def london_faces_store(data: Path, size: int, colour: bool = True) -> str:
     ds["image"] = ds["image"].chunk(chunks)
     ds.to_zarr(str(path), mode="w", consolidated=False)
     return str(path)
+
+
+def best_of(fn, repeat: int) -> float:
+    """Fastest of ``repeat`` timed calls of ``fn`` (seconds)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -34,19 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _data import find_data, load_london  # noqa: E402
+from _data import best_of, find_data, load_london  # noqa: E402
 
 from mlrdist import MaskedRidge  # noqa: E402
 from mlrdist.kernels.ridge import choose_solver, default_subtile  # noqa: E402
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def peak_bytes(fn) -> int:
