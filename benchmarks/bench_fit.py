@@ -16,7 +16,11 @@ Reported per receptive field ``k`` (best of ``--repeat`` runs):
   scaled to the whole image when the full loop would take minutes (marked ``~``);
 * achieved GFLOP/s of the chosen solver's arithmetic, and that as a fraction of a large
   NumPy matmul measured in the same run;
-* float32 vs float64 speed ratios.
+* float32 vs float64 speed ratios;
+* the per-pixel factorisation: microseconds per batched ``np.linalg.solve`` of the fit's
+  system size in float64 and float32 (one thread), its share of a one-thread float64 fit,
+  and the float32 fit speed-up that share allows (Amdahl: everything else twice as fast),
+  since batched LAPACK is no faster in single precision for these small systems.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -72,6 +77,44 @@ def solver_flops(n: int, k: int, npix: int, solver: str, subtile: int) -> float:
     return per * npix
 
 
+def lapack_solve_us(m: int, dtype, count: int = 2048) -> float:
+    """Microseconds per system of a batched ``np.linalg.solve`` of ``m x m`` SPD systems on
+    one thread (the factorisations every fit performs, one per pixel)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(m)
+    A = rng.random((count, m, 2 * m)) / m
+    G = (A @ A.transpose(0, 2, 1) + 0.4 * np.eye(m)).astype(dtype)
+    b = rng.random((count, m, 1)).astype(dtype)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return best_of(lambda: np.linalg.solve(G, b), 3) / count * 1e6
+
+
+def solve_share(X: np.ndarray, Y: np.ndarray, k: int, alpha: float, dtype) -> float:
+    """Fraction of a one-thread fit spent in the per-pixel factorisations (``_solve_spd``)."""
+    from mlrdist.kernels import ridge
+
+    spent = [0.0]
+    original = ridge._solve_spd
+
+    def timed(G, b):
+        t0 = time.perf_counter()
+        x = original(G, b)
+        spent[0] += time.perf_counter() - t0
+        return x
+
+    model = MaskedRidge(k, alpha, dtype=dtype, n_jobs=1)
+    model.fit(X, Y)  # warm-up
+    ridge._solve_spd = timed
+    try:
+        t0 = time.perf_counter()
+        model.fit(X, Y)
+        total = time.perf_counter() - t0
+    finally:
+        ridge._solve_spd = original
+    return spent[0] / total
+
+
 def matmul_gflops() -> float:
     a = np.random.default_rng(0).random((2048, 2048))
     t = best_of(lambda: a @ a, 3)
@@ -114,6 +157,12 @@ def main() -> None:
         sub = default_subtile(k)
         solver = choose_solver(n, k, 1, 1, sub, sub)
         row["solver"] = solver
+        m_solve = n if solver == "dual" else k * k + 1
+        row["lapack_us_float64"] = lapack_solve_us(m_solve, np.float64)
+        row["lapack_us_float32"] = lapack_solve_us(m_solve, np.float32)
+        row["solve_share"] = solve_share(X, Y, k, args.alpha, np.float64)
+        # the float32 fit if everything but the factorisation ran twice as fast
+        row["fit_ratio_32_bound"] = 1 / (row["solve_share"] + (1 - row["solve_share"]) / 2)
         row["gflops"] = solver_flops(n, k, H * W, solver, sub) / row["fit_s_float64"] / 1e9
         row["gflops_frac_matmul"] = row["gflops"] / peak_matmul
         all_pix = [(y, x) for y in range(H) for x in range(W)]
@@ -131,8 +180,8 @@ def main() -> None:
         print(json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in row.items()}))
 
     print()
-    print("| k | solver | fit f64 (s) | fit f32 (s) | f32 speed-up fit / predict | peak MB | plain loop (s) | speed-up | predict f64 (img/s) | predict f32 (img/s) | GFLOP/s (% of matmul) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| k | solver | fit f64 (s) | fit f32 (s) | f32 speed-up fit / predict | peak MB | plain loop (s) | speed-up | predict f64 (img/s) | predict f32 (img/s) | GFLOP/s (% of matmul) | LAPACK solve f64 / f32 (us) | solve share (1 thread) | f32 fit bound |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         approx = "~" if r["plain_extrapolated"] else ""
         print(
@@ -140,7 +189,9 @@ def main() -> None:
             f"{r['fit_ratio_32']:.2f}x / {r['predict_ratio_32']:.2f}x | {r['peak_mb']:.0f} | "
             f"{approx}{r['plain_s']:.1f} | {approx}{r['speedup_vs_plain']:.0f}x | "
             f"{r['predict_img_s_float64']:.0f} | {r['predict_img_s_float32']:.0f} | "
-            f"{r['gflops']:.1f} ({100 * r['gflops_frac_matmul']:.0f}%) |"
+            f"{r['gflops']:.1f} ({100 * r['gflops_frac_matmul']:.0f}%) | "
+            f"{r['lapack_us_float64']:.0f} / {r['lapack_us_float32']:.0f} | {100 * r['solve_share']:.0f}% | "
+            f"{r['fit_ratio_32_bound']:.2f}x |"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"matmul_gflops": peak_matmul, "rows": rows}, indent=2))
