@@ -39,7 +39,7 @@ FILE_BATCH = 64
 ALIGN_MODES = ("none", "resize", "auto", "landmarks", "detector")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputFile:
     source: Any  # mlrdist.io.sources.SourceFile
     tem: Any = None  # its .tem landmark sidecar, if any
@@ -266,7 +266,8 @@ def synthesize_files(
     files, problems = _list_inputs(inputs, storage_options)
     fs, _ = fsspec.core.url_to_fs(tree, **(o_opts or {}))
     done = {} if overwrite else read_manifests(fs, tree, fingerprint)
-    todo = [f for f in files if done.get(f.relpath, {}).get("identity") != f.identity]
+    todo = [f for f in files if done.get(f.relpath) != f.identity]
+    del done
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     job = FileBatchJob(weights, w_opts, storage_options, tree, o_opts, fingerprint, format, align, no_face)
     failed = dict(problems)

@@ -82,18 +82,19 @@ def write_manifest(fs, outputs: str, batch_id: str, entries: dict[str, dict], fi
     write_atomic(fs, path, json.dumps(doc, sort_keys=True).encode())
 
 
-def read_manifests(fs, outputs: str, fingerprint: str) -> dict[str, dict]:
-    """All inputs recorded by finished batches of the same weights: ``{relpath: entry}``."""
+def read_manifests(fs, outputs: str, fingerprint: str) -> dict[str, str]:
+    """Inputs recorded by finished batches of the same weights: ``{relpath: identity}``
+    (only the identity, to keep the driver small for large collections)."""
     root = posixpath.join(outputs.rstrip("/"), MANIFEST_DIR)
     if not fs.exists(root):
         return {}
-    done: dict[str, dict] = {}
+    done: dict[str, str] = {}
     for path in sorted(fs.find(root)):
         if not path.endswith(".json"):
             continue
         doc = json.loads(fs.cat_file(path))
         if doc.get("weights_fingerprint") == fingerprint:
-            done.update(doc["inputs"])
+            done.update((name, entry["identity"]) for name, entry in doc["inputs"].items())
     return done
 
 

@@ -27,7 +27,7 @@ SIDECAR_SUFFIXES = (".tem",)
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """One file to ingest: ``name`` relative to the source root, where to read it from."""
 
@@ -110,9 +110,14 @@ def list_sources(source: str, storage_options: dict[str, Any] | None = None) -> 
     else:
         if not fs.isdir(path):
             raise FileNotFoundError(f"no folder, archive or glob match at {source!r}")
-        found = fs.find(path, detail=True)
         listing = Listing(root=source)
-        listing.files = [_plain(fs, p, info, path) for p, info in found.items()]
+        # one directory's details at a time (find(detail=True) holds ~1 KB per file at once)
+        listing.files = [
+            _plain(fs, info["name"], info, path)
+            for _, _, found in fs.walk(path, detail=True)
+            for info in found.values()
+            if info.get("type") != "directory"
+        ]
     listing.files = sorted((f for f in listing.files if _wanted(f.name)), key=lambda f: f.name)
     return listing
 
