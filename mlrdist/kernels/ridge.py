@@ -97,8 +97,8 @@ def block_nbytes(
     elif solver == "gram":
         n_deltas = ((2 * k - 1) ** 2 + 1) // 2
         work = reg * n_deltas * channels**2 + npix * p * p * 3
-    elif solver == "dual":
-        work = npix * n * F + npix * n * n * 2
+    elif solver == "dual":  # float32 also holds a float64 K next to its float32 product
+        work = npix * n * F + npix * n * n * (3 if itemsize == 4 else 2)
     else:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     return int((work + out * 2 + npix * n * n_rhs) * itemsize)
@@ -291,45 +291,58 @@ def _fit_gram(source, targets, k, alpha):
 
 def _fit_dual(source, targets, k, alpha):
     th, tw, n_rhs, n = targets.shape
-    At = extract_windows(source, k)  # (npix, F, n)
     npix = th * tw
-    if At.dtype == np.float32:
-        K = _dual_gram_centred(At)
+    rhs = targets.reshape(npix, n_rhs, n).transpose(0, 2, 1)  # (npix, n, R)
+    if source.dtype == np.float32:
+        K, Dt, m = _dual_gram_centred(source, k)
+        _add_ridge(K, alpha)
+        c = np.linalg.solve(K, rhs.astype(np.float64))  # (npix, n, R), float64
+        del K
+        # A c = D c + m (1^T c): the GEMM in float32, the mean term in float64
+        coef = np.matmul(Dt, c.astype(np.float32)).astype(np.float64)
+        csum = c.sum(axis=1)  # (npix, R)
+        coef += m.astype(np.float64)[:, :, None] * csum[:, None, :]
+        coef = coef.astype(np.float32)
+        intercept = csum.astype(np.float32)
     else:
+        At = extract_windows(source, k)  # (npix, F, n)
         K = np.matmul(At.transpose(0, 2, 1), At)  # (npix, n, n)
         K += 1.0  # bias feature
-    _add_ridge(K, alpha)
-    rhs = targets.reshape(npix, n_rhs, n).transpose(0, 2, 1)  # (npix, n, R)
-    c = _solve_spd(K, rhs)
-    del K
-    coef = np.matmul(At, c.astype(At.dtype, copy=False))  # (npix, F, R); uncentred: no cancellation
-    intercept = c.sum(axis=1).astype(At.dtype, copy=False)
+        _add_ridge(K, alpha)
+        c = np.linalg.solve(K, rhs)
+        del K
+        coef = np.matmul(At, c)  # (npix, F, R)
+        intercept = c.sum(axis=1)
     return (
         np.ascontiguousarray(coef.transpose(0, 2, 1)).reshape(th, tw, n_rhs, -1),
         intercept.reshape(th, tw, n_rhs),
     )
 
 
-def _dual_gram_centred(At: np.ndarray) -> np.ndarray:
-    """``A A^T + 1`` in float64 from float32 windows, accurately.
+def _dual_gram_centred(source: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``A A^T + 1`` in float64 from a float32 tile, accurately.
 
     Windows share a large common part (the mean face), which float32 rounds badly in
-    ``A A^T``. With ``A = m + D`` (``m`` the per-pixel mean window over samples) only the
-    small ``D D^T`` is formed in float32 (the GEMM, where float32 pays off); the mean terms
-    ``m.m + m.d_s + m.d_t`` are added in float64. Rounding drops by the ratio of the window
-    norms to their deviations (about 15x on faces).
+    ``A A^T``. The mean window of a pixel over samples is the window of the mean image, so
+    with the source centred per pixel, ``A = m + D`` where ``D`` are the windows of the
+    centred source and ``m`` those of the mean image. Only the small ``D D^T`` is formed in
+    float32 (the GEMM, where float32 pays off); the mean terms ``m.m + m.d_s + m.d_t`` are
+    added in float64. Rounding drops by the ratio of the window norms to their deviations
+    (about 15x on faces).
+
+    Returns ``K`` (npix, n, n) float64, ``D`` (npix, F, n) and ``m`` (npix, F) float32.
     """
-    n = At.shape[2]
-    m = At.sum(axis=2, keepdims=True)  # any centre keeps A = m + D exact; the mean is best
-    m *= np.float32(1.0 / n)
-    D = At - m
-    K = np.matmul(D.transpose(0, 2, 1), D).astype(np.float64)  # (npix, n, n)
-    u = np.matmul(m.transpose(0, 2, 1), D)[:, 0, :].astype(np.float64)  # m . d_s, (npix, n)
-    K += u[:, :, None]
-    K += u[:, None, :]
-    m64 = m[:, :, 0].astype(np.float64)
-    K += (np.einsum("pf,pf->p", m64, m64) + 1.0)[:, None, None]  # m . m + bias
-    return K
+    mu = source.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)  # (Hr, Wr, C, 1)
+    Dt = extract_windows(source - mu, k)  # (npix, F, n)
+    m = extract_windows(mu, k)[:, :, 0]  # (npix, F)
+    npix, _, n = Dt.shape
+    u = np.matmul(m[:, None, :], Dt)[:, 0, :].astype(np.float64)  # m . d_s, (npix, n)
+    m64 = m.astype(np.float64)
+    u_c = u + (np.einsum("pf,pf->p", m64, m64) + 1.0)[:, None]  # m . d_t + m . m + bias
+    K = np.empty((npix, n, n), dtype=np.float64)
+    np.add(np.matmul(Dt.transpose(0, 2, 1), Dt), u[:, :, None], out=K)  # cast fused into the add
+    K += u_c[:, None, :]
+    return K, Dt, m
 
 
 # --------------------------------------------------------------------------- regions
