@@ -296,7 +296,7 @@ def _fit_dual(source, targets, k, alpha):
     if source.dtype == np.float32:
         K, Dt, m = _dual_gram_centred(source, k)
         _add_ridge(K, alpha)
-        c = np.linalg.solve(K, rhs.astype(np.float64))  # (npix, n, R), float64
+        c = _solve_spd(K, rhs.astype(np.float64))  # (npix, n, R), float64
         del K
         # A c = D c + m (1^T c): the GEMM in float32, the mean term in float64
         coef = np.matmul(Dt, c.astype(np.float32)).astype(np.float64)
@@ -309,7 +309,7 @@ def _fit_dual(source, targets, k, alpha):
         K = np.matmul(At.transpose(0, 2, 1), At)  # (npix, n, n)
         K += 1.0  # bias feature
         _add_ridge(K, alpha)
-        c = np.linalg.solve(K, rhs)
+        c = _solve_spd(K, rhs)
         del K
         coef = np.matmul(At, c)  # (npix, F, R)
         intercept = c.sum(axis=1)
