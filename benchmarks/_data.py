@@ -7,6 +7,7 @@ import hashlib
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,12 @@ def best_of(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def peak_bytes(fn) -> int:
+    """Peak bytes NumPy and Python allocated during ``fn()`` (tracemalloc)."""
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _data import best_of, find_data, load_london  # noqa: E402
+from _data import best_of, find_data, load_london, peak_bytes  # noqa: E402
 
 import mlrdist.kernels.apply as apply_mod  # noqa: E402
 from mlrdist import MaskedRidge  # noqa: E402
@@ -36,14 +35,6 @@ CASES = [  # (side, colour image, colour mode, k, stack size)
     (256, True, "per_channel", 7, 200),
     (256, True, "joint", 5, 200),
 ]
-
-
-def working_bytes(fn, out_bytes: int) -> int:
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return max(0, peak - out_bytes)
 
 
 def main() -> None:
@@ -72,7 +63,7 @@ def main() -> None:
 
             fast = run()
             t_fast = best_of(run, args.repeat)
-            mem = working_bytes(run, fast.nbytes)
+            mem = max(0, peak_bytes(run) - fast.nbytes)  # working memory beyond the output
             saved = apply_mod._MIN_K_BANDED
             apply_mod._MIN_K_BANDED = 10**9  # force shift-and-add
             try:

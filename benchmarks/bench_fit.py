@@ -29,7 +29,6 @@ import argparse
 import json
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -38,18 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _data import best_of, find_data, load_london  # noqa: E402
+from _data import best_of, find_data, load_london, peak_bytes  # noqa: E402
 
 from mlrdist import MaskedRidge  # noqa: E402
 from mlrdist.kernels.ridge import choose_solver, default_subtile  # noqa: E402
-
-
-def peak_bytes(fn) -> int:
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak
 
 
 def per_pixel_plain(X: np.ndarray, Y: np.ndarray, k: int, alpha: float, pixels) -> None:

@@ -11,7 +11,7 @@ per image (a strided view, no copy), and ``T`` is the ``(s + k - 1) x s`` band m
 segment's weights. Summing the ``k`` products over ``oy`` gives the segment; one batched
 ``matmul`` per ``oy`` covers a band of rows and a chunk of images. The band matrices spend
 ``(s + k - 1) / k`` times the useful multiply-adds (3.1x at k = 7) but run at BLAS speed:
-2.5-7x faster than shift-and-add for k = 5..15 (``benchmarks/bench_apply.py``). The band
+2-7x faster than shift-and-add for k = 5..15 (``benchmarks/bench_apply.py``). The band
 matrices are built once per band of rows for the whole stack, and the padded input once per
 band and chunk of images, so working memory stays a few MB whatever the image size.
 
