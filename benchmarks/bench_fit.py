@@ -20,7 +20,10 @@ Reported per receptive field ``k`` (best of ``--repeat`` runs):
 * the per-pixel factorisation: microseconds per batched ``np.linalg.solve`` of the fit's
   system size in float64 and float32 (one thread), its share of a one-thread float64 fit,
   and the float32 fit speed-up that share allows (Amdahl: everything else twice as fast),
-  since batched LAPACK is no faster in single precision for these small systems.
+  since batched LAPACK is no faster in single precision for these small systems;
+* the float32 speed-up of the fit's batched GEMM at its own shapes (one thread; the ``dual``
+  and ``primal`` solvers form their Grams this way, ``gram`` gathers them instead), which
+  shows how far the BLAS itself gets from the 2x of a large matmul on such small products.
 """
 
 from __future__ import annotations
@@ -79,6 +82,26 @@ def lapack_solve_us(m: int, dtype, count: int = 2048) -> float:
     b = rng.random((count, m, 1)).astype(dtype)
     with threadpool_limits(limits=1, user_api="blas"):
         return best_of(lambda: np.linalg.solve(G, b), 3) / count * 1e6
+
+
+def gemm_ratio_32(n: int, k: int, solver: str, subtile: int, repeat: int = 5) -> float | None:
+    """float64 / float32 time of the batched Gram GEMM of one sub-tile, at the fit's shapes
+    (one thread); None for the ``gram`` solver, which forms no Gram by GEMM."""
+    from threadpoolctl import threadpool_limits
+
+    if solver == "gram":
+        return None
+    At = np.random.default_rng(k).random((subtile * subtile, k * k, n))  # (npix, F, n)
+    times = {}
+    for dt in (np.float64, np.float32):
+        a = At.astype(dt)
+        if solver == "dual":  # A A^T: (n x F) (F x n) per pixel
+            op = lambda a=a: np.matmul(a.transpose(0, 2, 1), a)  # noqa: E731
+        else:  # A^T A: (F x n) (n x F) per pixel
+            op = lambda a=a: np.matmul(a, a.transpose(0, 2, 1))  # noqa: E731
+        with threadpool_limits(limits=1, user_api="blas"):
+            times[dt] = best_of(op, repeat)
+    return times[np.float64] / times[np.float32]
 
 
 def solve_share(X: np.ndarray, Y: np.ndarray, k: int, alpha: float, dtype) -> float:
@@ -151,6 +174,7 @@ def main() -> None:
         m_solve = n if solver == "dual" else k * k + 1
         row["lapack_us_float64"] = lapack_solve_us(m_solve, np.float64)
         row["lapack_us_float32"] = lapack_solve_us(m_solve, np.float32)
+        row["gemm_ratio_32"] = gemm_ratio_32(n, k, solver, sub)
         row["solve_share"] = solve_share(X, Y, k, args.alpha, np.float64)
         # the float32 fit if everything but the factorisation ran twice as fast
         row["fit_ratio_32_bound"] = 1 / (row["solve_share"] + (1 - row["solve_share"]) / 2)
@@ -171,8 +195,8 @@ def main() -> None:
         print(json.dumps({a: (round(b, 4) if isinstance(b, float) else b) for a, b in row.items()}))
 
     print()
-    print("| k | solver | fit f64 (s) | fit f32 (s) | f32 speed-up fit / predict | peak MB | plain loop (s) | speed-up | predict f64 (img/s) | predict f32 (img/s) | GFLOP/s (% of matmul) | LAPACK solve f64 / f32 (us) | solve share (1 thread) | f32 fit bound |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| k | solver | fit f64 (s) | fit f32 (s) | f32 speed-up fit / predict | peak MB | plain loop (s) | speed-up | predict f64 (img/s) | predict f32 (img/s) | GFLOP/s (% of matmul) | LAPACK solve f64 / f32 (us) | solve share (1 thread) | f32 fit bound | f32 GEMM speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         approx = "~" if r["plain_extrapolated"] else ""
         print(
@@ -182,7 +206,8 @@ def main() -> None:
             f"{r['predict_img_s_float64']:.0f} | {r['predict_img_s_float32']:.0f} | "
             f"{r['gflops']:.1f} ({100 * r['gflops_frac_matmul']:.0f}%) | "
             f"{r['lapack_us_float64']:.0f} / {r['lapack_us_float32']:.0f} | {100 * r['solve_share']:.0f}% | "
-            f"{r['fit_ratio_32_bound']:.2f}x |"
+            f"{r['fit_ratio_32_bound']:.2f}x | "
+            + (f"{r['gemm_ratio_32']:.2f}x |" if r["gemm_ratio_32"] is not None else "- |")
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"matmul_gflops": peak_matmul, "rows": rows}, indent=2))
