@@ -60,6 +60,16 @@ def fetch_london(dest: str | Path, *, url: str = LONDON_URL, sha256: str | None 
         figshare's download of doi:10.6084/m9.figshare.5047666.v5 (about 400 MB).
     sha256 : str, optional
         Expected digest of the download; a mismatch deletes the file and raises ValueError.
+    timeout : float
+        Seconds to wait for the server.
+
+    Raises
+    ------
+    OSError
+        When the download fails (the partial file is removed; the message says how to
+        provide a local copy instead).
+    ValueError
+        On a checksum mismatch or an archive member that would land outside ``dest``.
 
     Returns
     -------
@@ -78,15 +88,41 @@ def fetch_london(dest: str | Path, *, url: str = LONDON_URL, sha256: str | None 
     dest.mkdir(parents=True, exist_ok=True)
     archive = dest / "london-face-set.zip.part"
     digest = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as resp, open(archive, "wb") as out:
-        while chunk := resp.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(archive, "wb") as out:
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:  # URLError, HTTPError, timeouts, a full disk
+        archive.unlink(missing_ok=True)
+        raise OSError(
+            f"could not download the London set from {url}: {exc}. Without internet access, "
+            f"download doi:{LONDON_DOI} elsewhere, unpack it into <folder>/london-face-set and "
+            "set MLRDIST_DATA=<folder>"
+        ) from exc
     if sha256 is not None and digest.hexdigest() != sha256.lower():
         archive.unlink()
         raise ValueError(f"checksum mismatch for {url}: got {digest.hexdigest()}, expected {sha256}")
-    _safe_unzip(archive, target)
-    archive.unlink()
+    # unpack next to the target and rename at the end, so an interrupted unpack is never
+    # mistaken for a complete set by the next call
+    partial = dest / "london-face-set.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _safe_unzip(archive, partial)
+        missing = [name for name in ("neutral", "smiling") if not (partial / name).is_dir()]
+        if missing:
+            found = sorted(p.name for p in partial.iterdir())
+            raise ValueError(
+                f"the archive from {url} has no {' or '.join(m + '/' for m in missing)} folder "
+                f"(it holds {found}); unpack it by hand into london-face-set/ with neutral/ "
+                "and smiling/ and set MLRDIST_DATA to the folder above it"
+            )
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        archive.unlink(missing_ok=True)
     return target
 
 

@@ -1,6 +1,13 @@
-"""The packaged sample, pairing, data_home and fetch_london's argument checks."""
+"""The packaged sample, pairing, data_home and fetch_london (over a local HTTP server)."""
 
 from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import socket
+import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -76,3 +83,92 @@ def test_fetch_london_checksum_mismatch(tmp_path):
     with pytest.raises(ValueError, match="checksum mismatch"):
         datasets.fetch_london(tmp_path / "out", url=src.as_uri(), sha256="0" * 64)
     assert not list((tmp_path / "out").iterdir())
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path / "www"``; yields (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_london_downloads_checks_and_unpacks(tmp_path, http_root):
+    """figshare's article zip wraps one zip per folder: both levels are unpacked in place, the
+    download is verified and removed, and a second call finds the set without downloading."""
+    root, base = http_root
+    jpg = b"\xff\xd8 not really a jpeg \xff\xd9"
+    tem = b"189\n1\t2\n"
+    archive = _zip_bytes({
+        "neutral.zip": _zip_bytes({"neutral/001_03.jpg": jpg, "neutral/001_03.tem": tem}),
+        "smiling.zip": _zip_bytes({"smiling/001_08.jpg": jpg[::-1]}),
+        "info.csv": b"face_id,face_age\n001,24\n",
+    })
+    (root / "london.zip").write_bytes(archive)
+    digest = hashlib.sha256(archive).hexdigest()
+
+    target = datasets.fetch_london(tmp_path / "data", url=f"{base}/london.zip", sha256=digest.upper())
+    assert target == tmp_path / "data" / "london-face-set"
+    assert (target / "neutral" / "001_03.jpg").read_bytes() == jpg
+    assert (target / "neutral" / "001_03.tem").read_bytes() == tem
+    assert (target / "smiling" / "001_08.jpg").read_bytes() == jpg[::-1]
+    assert (target / "info.csv").exists()
+    leftovers = [p.name for p in (tmp_path / "data").rglob("*") if p.suffix in (".zip", ".part")]
+    assert leftovers == []
+    # already there: no request is made (the server no longer has the file)
+    (root / "london.zip").unlink()
+    assert datasets.fetch_london(tmp_path / "data", url=f"{base}/london.zip") == target
+
+
+def test_fetch_london_refuses_members_outside_dest(tmp_path, http_root):
+    root, base = http_root
+    (root / "evil.zip").write_bytes(_zip_bytes({"../../escaped.txt": b"x"}))
+    with pytest.raises(ValueError, match="escapes"):
+        datasets.fetch_london(tmp_path / "data", url=f"{base}/evil.zip")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "data" / "escaped.txt").exists()
+    assert list((tmp_path / "data").iterdir()) == []  # neither the download nor a partial set stays
+
+
+@pytest.mark.parametrize("where", ["missing file", "closed port"])
+def test_fetch_london_download_failure_says_what_to_do(tmp_path, http_root, where):
+    _, base = http_root
+    if where == "closed port":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(OSError, match="MLRDIST_DATA") as info:
+        datasets.fetch_london(tmp_path / "data", url=f"{base}/london.zip", timeout=5)
+    assert "could not download" in str(info.value) and base in str(info.value)
+    assert not list((tmp_path / "data").glob("*.part"))
+
+
+def test_fetch_london_rejects_an_archive_without_the_expression_folders(tmp_path, http_root):
+    root, base = http_root
+    (root / "other.zip").write_bytes(_zip_bytes({"neutral_front/001_03.jpg": b"x"}))
+    with pytest.raises(ValueError, match=r"no smiling/ folder|no neutral/ or smiling/ folder") as info:
+        datasets.fetch_london(tmp_path / "data", url=f"{base}/other.zip")
+    assert "neutral_front" in str(info.value)
+    assert list((tmp_path / "data").iterdir()) == []
