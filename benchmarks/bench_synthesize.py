@@ -7,7 +7,10 @@ Inputs are the packaged sample's aligned 128 x 128 PNG faces, hard-linked under 
 names (so every file is read, decoded and converted, without filling the disk). The weights
 are trained on the sample (k = 3). Synthesis runs on a 2-worker LocalCluster; the baseline
 is one process decoding each PNG, re-encoding it and writing it (a user's plain conversion
-loop). Peak memory: the driver's RSS sampled every 0.2 s and each worker's own sampled RSS.
+loop). Peak memory: the driver's RSS sampled every 0.2 s (and its growth from the start of
+the run; the driver also hosts the LocalCluster's scheduler) and each worker's own sampled RSS;
+and the driver's listing alone (tracemalloc peak): the whole sorted listing against the
+stream of one directory at a time that synthesis consumes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _data import peak_bytes  # noqa: E402
 
 
 def make_collection(root: Path, n: int) -> Path:
@@ -55,6 +61,7 @@ class RssSampler(threading.Thread):
         import psutil
 
         self.proc, self.peak, self.stop = psutil.Process(), 0, threading.Event()
+        self.start_rss = self.proc.memory_info().rss
 
     def run(self):
         while not self.stop.is_set():
@@ -78,7 +85,9 @@ def main() -> None:
 
     from mlrdist.datasets import load_sample
     from mlrdist.execution import local_cluster, worker_environ
+    from mlrdist.io.sources import list_sources
     from mlrdist.synthesize import synthesize
+    from mlrdist.synthesize_files import _iter_inputs
     from mlrdist.train import fit_weights
 
     work = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=REPO / "benchmarks" / "results"))
@@ -99,6 +108,8 @@ def main() -> None:
             print(json.dumps(results["throughput"]))
             for n in args.sizes:
                 src = make_collection(work / f"n{n}", n)
+                listing_whole = peak_bytes(lambda s=src: list_sources(str(s)))
+                listing_stream = peak_bytes(lambda s=src: sum(1 for _ in _iter_inputs(str(s), None, {})))
                 client.restart()  # fresh worker processes: per-size peaks
                 sampler = RssSampler()
                 sampler.start()
@@ -109,6 +120,9 @@ def main() -> None:
                 results[f"n{n}"] = {
                     "converted": rep.converted, "failed": len(rep.failed), "wall_s": wall, "img_s": rep.converted / wall,
                     "driver_peak_rss_mb": sampler.peak / 2**20,
+                    "driver_growth_mb": (sampler.peak - sampler.start_rss) / 2**20,
+                    "listing_whole_bytes_per_photo": listing_whole / n,
+                    "listing_stream_peak_mb": listing_stream / 2**20,
                     "worker_peak_rss_mb": client.run(worker_peak_mb),
                 }
                 print(json.dumps(results[f"n{n}"]))
@@ -124,7 +138,10 @@ def main() -> None:
     for n in args.sizes:
         r = results[f"n{n}"]
         w = max(r["worker_peak_rss_mb"].values())
-        print(f"| {n:,} photos | {r['wall_s']:.0f} s ({r['img_s']:.0f} img/s); peak RSS driver {r['driver_peak_rss_mb']:.0f} MB, worker {w:.0f} MB |")
+        print(f"| {n:,} photos | {r['wall_s']:.0f} s ({r['img_s']:.0f} img/s); peak RSS driver {r['driver_peak_rss_mb']:.0f} MB "
+              f"(+{r['driver_growth_mb']:.0f} MB during the run), worker {w:.0f} MB |")
+        print(f"| {n:,} photos, driver listing | whole: {r['listing_whole_bytes_per_photo']:.0f} B/photo; "
+              f"streamed: {r['listing_stream_peak_mb']:.2f} MB peak |")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ A ready ``distributed.Client`` can be passed instead and is left open.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ class Executor:
     def map(
         self,
         func: Callable[[Any], Any],
-        items: Sequence[Any],
+        items: Iterable[Any],
         *,
         key: str,
         retries: int = 2,
@@ -72,54 +73,78 @@ class Executor:
         """``[func(item) for item in items]`` as Dask tasks; results in input order.
 
         At most ``max_in_flight`` tasks (default: 4 per worker, at least 8) are submitted at
-        a time, so the scheduler's and the driver's memory stay flat however many items
-        there are; a new task is submitted as each one finishes.
+        a time, so the scheduler's memory stays flat however many items there are; a new
+        task is submitted as each one finishes. See :meth:`imap` to stream the results too.
         """
-        if not items:
-            return []
-        window = max_in_flight or max(8, 4 * self.n_workers)
-        if self.client is not None:
-            return self._map_distributed(func, items, key, retries, progress, desc, window)
-        import dask
-
-        results: list[Any] = []
-        for start in range(0, len(items), window):
-            wave = items[start : start + window]
-            tasks = [
-                dask.delayed(func, pure=False)(item, dask_key_name=f"{key}-{start + i}") for i, item in enumerate(wave)
-            ]
-            if progress:
-                from dask.diagnostics import ProgressBar
-
-                with ProgressBar(out=sys.stderr):
-                    results += dask.compute(*tasks, scheduler=self.scheduler)
-            else:
-                results += dask.compute(*tasks, scheduler=self.scheduler)
+        items = list(items) if not isinstance(items, Sequence) else items
+        results: list[Any] = [None] * len(items)
+        for i, result in self.imap(func, items, key=key, retries=retries, progress=progress, desc=desc,
+                                   max_in_flight=max_in_flight, total=len(items)):
+            results[i] = result
         return results
 
-    def _map_distributed(self, func, items, key, retries, progress, desc, window):
-        from distributed import as_completed
+    def imap(
+        self,
+        func: Callable[[Any], Any],
+        items: Iterable[Any],
+        *,
+        key: str,
+        retries: int = 2,
+        progress: bool = False,
+        desc: str = "",
+        max_in_flight: int | None = None,
+        total: int | None = None,
+    ) -> Iterator[tuple[int, Any]]:
+        """Stream ``(index, func(item))`` pairs as tasks finish (completion order).
+
+        ``items`` may be any iterable, a generator included: it is consumed only as task
+        slots free up (at most ``max_in_flight`` items ahead of the results), so neither
+        the items nor the results need to fit in the driver's memory at once. ``total``
+        (if known) sizes the progress bar.
+        """
         from tqdm.auto import tqdm
 
-        def submit(i):
-            return self.client.submit(func, items[i], key=f"{key}-{i}", retries=retries, pure=False)
-
-        first = [submit(i) for i in range(min(window, len(items)))]
-        index = {f.key: i for i, f in enumerate(first)}
-        pending = iter(range(len(first), len(items)))
-        results: list[Any] = [None] * len(items)
-        queue = as_completed(first)
-        with tqdm(total=len(items), desc=desc, unit="task", disable=not progress, file=sys.stderr) as bar:
-            for fut in queue:
-                results[index.pop(fut.key)] = fut.result()
-                fut.release()
+        window = max_in_flight or max(8, 4 * self.n_workers)
+        run = self._imap_distributed if self.client is not None else self._imap_local
+        with tqdm(total=total, desc=desc, unit="task", disable=not progress, file=sys.stderr) as bar:
+            for pair in run(func, iter(items), key, retries, window):
                 bar.update()
-                nxt = next(pending, None)
-                if nxt is not None:
-                    new = submit(nxt)
-                    index[new.key] = nxt
-                    queue.add(new)
-        return results
+                yield pair
+
+    def _imap_local(self, func, items, key, retries, window):
+        import dask
+
+        start = 0
+        while wave := list(itertools.islice(items, window)):
+            tasks = [dask.delayed(func, pure=False)(item, dask_key_name=f"{key}-{start + i}") for i, item in enumerate(wave)]
+            del wave
+            yield from enumerate(dask.compute(*tasks, scheduler=self.scheduler), start)
+            start += len(tasks)
+
+    def _imap_distributed(self, func, items, key, retries, window):
+        from distributed import as_completed
+
+        counter = itertools.count()
+        index: dict[str, int] = {}
+
+        def submit(item):
+            i = next(counter)
+            fut = self.client.submit(func, item, key=f"{key}-{i}", retries=retries, pure=False)
+            index[fut.key] = i
+            return fut
+
+        queue = as_completed([submit(item) for item in itertools.islice(items, window)])
+        for fut in queue:
+            result = fut.result()
+            i = index.pop(fut.key)
+            fut.release()
+            nxt = next(items, _END)
+            if nxt is not _END:
+                queue.add(submit(nxt))
+            yield i, result
+
+
+_END = object()
 
 
 def local_cluster(n_workers: int | None = None, **kwargs: Any):

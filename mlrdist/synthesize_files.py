@@ -16,6 +16,7 @@ import hashlib
 import logging
 import posixpath
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +72,21 @@ class FileBatchJob:
     no_face: str
 
 
-def _list_inputs(inputs: str, options: dict | None) -> tuple[list[InputFile], dict[str, str]]:
-    from .io.sources import list_sources
+def _iter_inputs(inputs: str, options: dict | None, rejected: dict[str, str]) -> Iterator[InputFile]:
+    """The images under ``inputs`` with their ``.tem`` templates, one directory at a time;
+    archive members refused are added to ``rejected`` (url -> reason) as they are met."""
+    from .io.sources import iter_listings
 
-    listing = list_sources(inputs, storage_options=options)
-    tems = listing.sidecars
-    files = [InputFile(f, tems.get(posixpath.splitext(f.name)[0])) for f in listing.images]
-    return files, {url: reason for url, reason in listing.rejected}
+    parts = iter_listings(inputs, storage_options=options)  # checks ``inputs`` now
+
+    def files() -> Iterator[InputFile]:
+        for part in parts:
+            rejected.update(part.rejected)
+            tems = part.sidecars
+            for f in part.images:
+                yield InputFile(f, tems.get(posixpath.splitext(f.name)[0]))
+
+    return files()
 
 
 def _read(batch: list[InputFile], options: dict | None, colour: str) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
@@ -263,33 +272,49 @@ def synthesize_files(
     tree = outputs[: -len(".zip")] + ".parts" if archive else outputs
     model = load_weights(weights, w_opts)
     fingerprint = model.meta["fingerprint"]
-    files, problems = _list_inputs(inputs, storage_options)
+    failed: dict[str, str] = {}
+    files = _iter_inputs(inputs, storage_options, failed)
     fs, _ = fsspec.core.url_to_fs(tree, **(o_opts or {}))
     done = {} if overwrite else read_manifests(fs, tree, fingerprint)
-    todo = [f for f in files if done.get(f.relpath) != f.identity]
-    del done
-    batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     job = FileBatchJob(weights, w_opts, storage_options, tree, o_opts, fingerprint, format, align, no_face)
-    failed = dict(problems)
+    counts = {"inputs": 0, "skipped": 0}
+    shown: list[InputFile] = []  # preview candidates: the first photos listed
+
+    def batches() -> Iterator[tuple[FileBatchJob, list[InputFile]]]:
+        todo: list[InputFile] = []
+        for f in files:
+            counts["inputs"] += 1
+            if len(shown) < 4 * preview_rows:
+                shown.append(f)
+            if done.get(f.relpath) == f.identity:
+                counts["skipped"] += 1
+                continue
+            todo.append(f)
+            if len(todo) == batch:
+                yield job, todo
+                todo = []
+        if todo:
+            yield job, todo
+
     converted, faceless = 0, []
     with open_executor(client, scheduler) as ex:
-        results = ex.map(
-            _convert_task, [(job, b) for b in batches], key=f"mlrdist-photos-{fingerprint[:8]}",
-            progress=progress, desc="synthesising photos",
-        )
+        # the listing streams into the task window: the driver holds one directory's
+        # entries and the tasks in flight, however large the collection
+        for _, r in ex.imap(_convert_task, batches(), key=f"mlrdist-photos-{fingerprint[:8]}",
+                            progress=progress, desc="synthesising photos"):
+            converted += r["done"]
+            failed.update(r["failed"])
+            faceless += r["no_face"]
         dashboard = ex.dashboard
-    for r in results:
-        converted += r["done"]
-        failed.update(r["failed"])
-        faceless += r["no_face"]
+    done.clear()
     if archive:
         _pack_zip(fs, tree, outputs, o_opts)
     if preview:
-        write_preview(files, tree, list(model.targets_), failed, faceless, preview, storage_options, o_opts,
+        write_preview(shown, tree, list(model.targets_), failed, faceless, preview, storage_options, o_opts,
                       format, preview_rows, "gray" if model.image_shape_[2] == 1 else "rgb")
     return SynthesisReport(
-        outputs=str(outputs), targets=list(model.targets_), n_inputs=len(files), converted=converted,
-        skipped_done=len(files) - len(todo), failed=failed, no_face=faceless,
+        outputs=str(outputs), targets=list(model.targets_), n_inputs=counts["inputs"], converted=converted,
+        skipped_done=counts["skipped"], failed=failed, no_face=faceless,
         seconds=time.perf_counter() - t0, dashboard=dashboard,
     )
 

@@ -17,10 +17,13 @@ import posixpath
 import tarfile
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "Listing", "SourceFile", "list_sources", "read_batch"]
+__all__ = [
+    "ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "Listing", "SourceFile", "iter_listings", "list_sources", "read_batch",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm")
 SIDECAR_SUFFIXES = (".tem",)
@@ -94,6 +97,27 @@ def list_sources(source: str, storage_options: dict[str, Any] | None = None) -> 
     FileNotFoundError
         When nothing exists at ``source``.
     """
+    listing = Listing(root=str(source))
+    for part in iter_listings(source, storage_options):
+        listing.files += part.files
+        listing.rejected += part.rejected
+    listing.files.sort(key=lambda f: f.name)
+    return listing
+
+
+def iter_listings(source: str, storage_options: dict[str, Any] | None = None) -> Iterator[Listing]:
+    """:func:`list_sources` in parts, for collections too large to list at once.
+
+    A folder is listed one directory at a time, depth first in name order, and yields one
+    :class:`Listing` per directory (its files sorted, each image next to its ``.tem``
+    template), so memory holds one directory's entries, not the collection's. A glob or an
+    archive yields a single part. ``source`` is checked before this returns.
+
+    Raises
+    ------
+    FileNotFoundError
+        When nothing exists at ``source``.
+    """
     import fsspec
 
     source = str(source)
@@ -101,23 +125,32 @@ def list_sources(source: str, storage_options: dict[str, Any] | None = None) -> 
     if source.lower().endswith(ARCHIVE_SUFFIXES):
         if not fs.exists(path):
             raise FileNotFoundError(f"no archive at {source!r}")
-        listing = _list_archive(fs, path, source)
-    elif fsspec.core.has_magic(path):
+        return iter([_finish(_list_archive(fs, path, source))])
+    if fsspec.core.has_magic(path):
         found = fs.glob(path, detail=True)
-        listing = Listing(root=source)
         base = _glob_base(path)
-        listing.files = [_plain(fs, p, info, base) for p, info in found.items() if info.get("type") != "directory"]
-    else:
-        if not fs.isdir(path):
-            raise FileNotFoundError(f"no folder, archive or glob match at {source!r}")
-        listing = Listing(root=source)
-        # one directory's details at a time (find(detail=True) holds ~1 KB per file at once)
-        listing.files = [
-            _plain(fs, info["name"], info, path)
-            for _, _, found in fs.walk(path, detail=True)
-            for info in found.values()
-            if info.get("type") != "directory"
-        ]
+        files = [_plain(fs, p, info, base) for p, info in found.items() if info.get("type") != "directory"]
+        return iter([_finish(Listing(root=source, files=files))])
+    if not fs.isdir(path):
+        raise FileNotFoundError(f"no folder, archive or glob match at {source!r}")
+    return _walk(fs, path, source)
+
+
+def _walk(fs, root: str, source: str) -> Iterator[Listing]:
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        entries = fs.ls(folder, detail=True)
+        dirs = sorted(e["name"] for e in entries if e.get("type") == "directory")
+        files = [_plain(fs, e["name"], e, root) for e in entries if e.get("type") != "directory"]
+        del entries
+        stack += [d for d in reversed(dirs) if d.rstrip("/") != folder.rstrip("/")]
+        part = _finish(Listing(root=source, files=files))
+        if part.files:
+            yield part
+
+
+def _finish(listing: Listing) -> Listing:
     listing.files = sorted((f for f in listing.files if _wanted(f.name)), key=lambda f: f.name)
     return listing
 

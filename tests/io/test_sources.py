@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from mlrdist.io.sources import list_sources, read_batch
+from mlrdist.io.sources import iter_listings, list_sources, read_batch
 
 
 @pytest.fixture
@@ -30,6 +30,21 @@ def test_folder_tree(tree):
     assert set(listing.sidecars) == {"neutral/001_03"}
     data = read_batch(listing.files)
     assert data[1] == b"neutral/001_03.jpg"
+
+
+def test_iter_listings_one_directory_at_a_time(tree):
+    """Folders come in parts, one per directory holding wanted files, depth first in name order,
+    each image with its template; together they are list_sources' listing."""
+    (tree / "deep" / "a.jpg").write_bytes(b"a")
+    parts = list(iter_listings(str(tree)))
+    assert [[f.name for f in p.files] for p in parts] == [
+        ["deep/a.jpg"], ["deep/er/002.PNG"], ["neutral/001_03.jpg", "neutral/001_03.tem"], ["smiling/001_08.jpg"],
+    ]
+    assert parts[2].sidecars["neutral/001_03"].name == "neutral/001_03.tem"
+    merged = sorted(f.name for p in parts for f in p.files)
+    assert merged == [f.name for f in list_sources(str(tree)).files]
+    with pytest.raises(FileNotFoundError):
+        iter_listings(str(tree / "nope"))  # checked on the call, before any iteration
 
 
 def test_file_url_and_glob(tree):
@@ -100,6 +115,9 @@ def test_s3_prefix(s3):
     assert [f.name for f in listing.files] == ["neutral/001_03.jpg", "smiling/001_08.jpg"]
     assert listing.files[0].url == "s3://test/in/neutral/001_03.jpg"
     assert read_batch(listing.files, s3) == [b"a", b"b"]
+    assert [[f.name for f in p.files] for p in iter_listings("s3://test/in", s3)] == [
+        ["neutral/001_03.jpg"], ["smiling/001_08.jpg"],
+    ]
 
 
 def test_s3_zip(s3, tmp_path):
