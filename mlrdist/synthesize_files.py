@@ -5,7 +5,10 @@ chosen), or a zip archive of that tree.
 Inputs must be aligned to the weights' size (``align="none"``, the default) or are aligned
 per face with the weights' canonical eye positions and pasted back (``align`` other than
 ``"none"``, see :mod:`mlrdist.paste`). Batches of files are Dask tasks; completion manifests
-(see :mod:`mlrdist.io.outputs`) make reruns skip what is done. A file that cannot be read,
+(see :mod:`mlrdist.io.outputs`) make reruns skip what is done. A folder is listed one
+directory at a time as task slots free up, so the driver's memory does not grow with the
+collection (a rerun holds the finished files' names and identities from the manifests;
+a glob or an archive is listed whole). A file that cannot be read,
 has the wrong size or (when aligning) shows no face is reported with its URL and the reason,
 and the rest of the run completes.
 """
@@ -15,12 +18,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .execution import open_executor
 from .io.outputs import (
@@ -297,14 +302,18 @@ def synthesize_files(
             yield job, todo
 
     converted, faceless = 0, []
-    with open_executor(client, scheduler) as ex:
+    # the collection's size is known only once listed: the bar counts photos done and shows
+    # how many were listed so far
+    bar = tqdm(desc="synthesising photos", unit="photo", disable=not progress, file=sys.stderr)
+    with open_executor(client, scheduler) as ex, bar:
         # the listing streams into the task window: the driver holds one directory's
         # entries and the tasks in flight, however large the collection
-        for _, r in ex.imap(_convert_task, batches(), key=f"mlrdist-photos-{fingerprint[:8]}",
-                            progress=progress, desc="synthesising photos"):
+        for _, r in ex.imap(_convert_task, batches(), key=f"mlrdist-photos-{fingerprint[:8]}"):
             converted += r["done"]
             failed.update(r["failed"])
             faceless += r["no_face"]
+            bar.update(r["done"] + len(r["failed"]) + len(r["no_face"]))
+            bar.set_postfix(listed=counts["inputs"], skipped=counts["skipped"], refresh=False)
         dashboard = ex.dashboard
     done.clear()
     if archive:
