@@ -140,7 +140,13 @@ def _walk(fs, root: str, source: str) -> Iterator[Listing]:
     stack = [root]
     while stack:
         folder = stack.pop()
-        entries = fs.ls(folder, detail=True)
+        try:
+            entries = fs.ls(folder, detail=True)
+        except OSError as exc:  # e.g. no permission: reported, the rest is still listed
+            if folder == root:
+                raise
+            yield Listing(root=source, rejected=[(fs.unstrip_protocol(folder), f"cannot list folder: {exc}")])
+            continue
         dirs = sorted(e["name"] for e in entries if e.get("type") == "directory")
         files = [_plain(fs, e["name"], e, root) for e in entries if e.get("type") != "directory"]
         del entries

@@ -47,6 +47,23 @@ def test_iter_listings_one_directory_at_a_time(tree):
         iter_listings(str(tree / "nope"))  # checked on the call, before any iteration
 
 
+def test_unlistable_subfolder_is_reported_and_the_rest_listed(tree):
+    from fsspec.implementations.local import LocalFileSystem
+
+    class Flaky(LocalFileSystem):  # a folder the file system refuses to list
+        def ls(self, path, detail=False, **kwargs):
+            if path.rstrip("/").endswith("/neutral"):
+                raise PermissionError(13, "Permission denied", path)
+            return super().ls(path, detail=detail, **kwargs)
+
+    from mlrdist.io import sources
+
+    parts = list(sources._walk(Flaky(), str(tree), str(tree)))
+    assert [f.name for p in parts for f in p.files] == ["deep/er/002.PNG", "smiling/001_08.jpg"]
+    [(url, why)] = [r for p in parts for r in p.rejected]
+    assert url.endswith("/neutral") and "cannot list folder" in why and "Permission denied" in why
+
+
 def test_file_url_and_glob(tree):
     listing = list_sources(f"file://{tree}/*/*.jpg")
     assert [f.name for f in listing.files] == ["neutral/001_03.jpg", "smiling/001_08.jpg"]
