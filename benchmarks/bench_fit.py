@@ -22,8 +22,9 @@ Reported per receptive field ``k`` (best of ``--repeat`` runs):
   and the float32 fit speed-up that share allows (Amdahl: everything else twice as fast),
   since batched LAPACK is no faster in single precision for these small systems;
 * the float32 speed-up of the fit's batched GEMM at its own shapes (one thread; the ``dual``
-  and ``primal`` solvers form their Grams this way, ``gram`` gathers them instead), which
-  shows how far the BLAS itself gets from the 2x of a large matmul on such small products.
+  and ``primal`` solvers form their Grams this way, ``box`` its column Grams, ``gram``
+  gathers them instead), which shows how far the BLAS itself gets from the 2x of a large
+  matmul on such small products.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def solver_flops(n: int, k: int, npix: int, solver: str, subtile: int) -> float:
     halo = ((subtile + k - 1) / subtile) ** 2
     if solver == "dual":
         per = 2 * n * n * F + 2 / 3 * n**3 + 2 * n * n + 2 * n * F
+    elif solver == "box":  # thin column GEMMs, running sums, then as dual
+        per = (2 * n * n * k * (subtile + k - 1) / subtile + 3 * n * n) + 2 / 3 * n**3 + 2 * n * n + 2 * n * F
     elif solver == "gram":
         per = 2 * halo * n * (((2 * k - 1) ** 2 + 1) // 2) + 2 / 3 * p**3 + 2 * p * p + 2 * n * F
     else:
@@ -91,11 +94,15 @@ def gemm_ratio_32(n: int, k: int, solver: str, subtile: int, repeat: int = 5) ->
 
     if solver == "gram":
         return None
-    At = np.random.default_rng(k).random((subtile * subtile, k * k, n))  # (npix, F, n)
+    rng = np.random.default_rng(k)
+    if solver == "box":  # a row of column Grams: (n x k) (k x n) per tile column
+        At = rng.random((subtile + k - 1, k, n))
+    else:
+        At = rng.random((subtile * subtile, k * k, n))  # (npix, F, n)
     times = {}
     for dt in (np.float64, np.float32):
         a = At.astype(dt)
-        if solver == "dual":  # A A^T: (n x F) (F x n) per pixel
+        if solver in ("dual", "box"):  # A A^T: (n x F) (F x n) per pixel
             op = lambda a=a: np.matmul(a.transpose(0, 2, 1), a)  # noqa: E731
         else:  # A^T A: (F x n) (n x F) per pixel
             op = lambda a=a: np.matmul(a, a.transpose(0, 2, 1))  # noqa: E731
@@ -171,7 +178,7 @@ def main() -> None:
         sub = default_subtile(k)
         solver = choose_solver(n, k, 1, 1, sub, sub)
         row["solver"] = solver
-        m_solve = n if solver == "dual" else k * k + 1
+        m_solve = n if solver in ("dual", "box") else k * k + 1
         row["lapack_us_float64"] = lapack_solve_us(m_solve, np.float64)
         row["lapack_us_float32"] = lapack_solve_us(m_solve, np.float32)
         row["gemm_ratio_32"] = gemm_ratio_32(n, k, solver, sub)

@@ -37,7 +37,7 @@ class MaskedRidge(ImageRegressor):
         double (windows centred first); predictions stay within 1e-4 of float64.
     scaling : {"unit", "minmax", "none"}, default "unit"
         Intensity scaling, see :mod:`mlrdist.preprocess`.
-    solver : {"auto", "primal", "gram", "dual"}, default "auto"
+    solver : {"auto", "primal", "gram", "dual", "box"}, default "auto"
         Exact solver path (all agree to rounding); ``auto`` picks the cheapest.
     n_jobs : int or None, default None
         Threads; ``None`` or ``-1`` uses every core (like a multi-threaded BLAS would).

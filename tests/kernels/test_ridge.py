@@ -119,16 +119,33 @@ def test_independent_of_subtile_and_path(n, H, W, C, k, alpha, subtile, colour, 
     X = rng.random((n, H, W, C))
     Y = rng.random((2, n, H, W, C))
     ref = run(X, Y, k, alpha, colour, "primal", subtile=None)
-    for solver in ("gram", "dual", "auto"):
+    for solver in ("gram", "dual", "box", "auto"):
         got = run(X, Y, k, alpha, colour, solver, subtile=subtile, n_jobs=2)
         for g, r in zip(got, ref, strict=True):
             assert_close(g, r, rtol=1e-9)
 
 
-def test_choose_solver_picks_dual_when_samples_are_few():
-    assert choose_solver(n=100, k=15, channels=1, n_rhs=1, th=16, tw=16) == "dual"
+def test_choose_solver_picks_a_dual_form_when_samples_are_few():
+    assert choose_solver(n=100, k=15, channels=1, n_rhs=1, th=16, tw=16) == "box"
+    assert choose_solver(n=100, k=11, channels=1, n_rhs=1, th=16, tw=16) == "box"
     assert choose_solver(n=100, k=3, channels=1, n_rhs=1, th=32, tw=32) == "gram"
-    assert choose_solver(n=20, k=7, channels=1, n_rhs=1, th=16, tw=16) == "dual"
+    assert choose_solver(n=100, k=7, channels=1, n_rhs=1, th=16, tw=16) == "gram"
+    assert choose_solver(n=20, k=5, channels=1, n_rhs=1, th=16, tw=16) == "dual"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_box_path_wide_tiles_and_many_samples(dtype):
+    """The box path's running sums over a tile wider than the window, several targets and
+    joint colour, against the GEMM dual path (itself checked against the oracle above)."""
+    rng = np.random.default_rng(11)
+    X = rng.random((9, 6, 40, 2)).astype(dtype)
+    Y = rng.random((2, 9, 6, 40, 2)).astype(dtype)
+    for colour in ("per_channel", "joint"):
+        want = run(X, Y, 5, 0.4, colour, "dual", subtile=40)
+        got = run(X, Y, 5, 0.4, colour, "box", subtile=40)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == dtype
+            assert_close(g, w, rtol=1e-9 if dtype == np.float64 else 2e-4)
 
 
 def test_float32_close_to_float64():
