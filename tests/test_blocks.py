@@ -43,7 +43,7 @@ def test_default_plan_fits_memory_or_is_refused(H, k, n, memory):
 def test_memory_grows_with_tile_and_samples():
     small = plan_tiles(512, 512, tile=64, **COMMON).task_nbytes()
     assert plan_tiles(512, 512, tile=128, **COMMON).task_nbytes() > 3 * small
-    assert plan_tiles(512, 512, tile=64, **{**COMMON, "n_samples": 100}).task_nbytes() > 1.8 * small
+    assert plan_tiles(512, 512, tile=64, **{**COMMON, "n_samples": 100}).task_nbytes() > 1.5 * small
 
 
 def test_refusal_names_the_setting():

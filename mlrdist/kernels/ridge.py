@@ -68,6 +68,7 @@ _SOLVE = 5e-9  # batched LAPACK solve of an m x m system costs about _SOLVE * m*
 _SMALL_GEMM = 1e-10  # one multiply-add inside the box path's thin (n x kC) (kC x n) GEMMs
 _PASS = 4e-10  # one element of an elementwise pass over a tile's n x n Grams
 _CALL = 3e-7  # one small matmul inside a stacked np.matmul (per pixel and window row)
+_GATHER_CHUNK = 2**20  # bytes of gather index per chunk of the gram path's gather
 
 
 def solver_costs(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -> dict[str, float]:
@@ -103,25 +104,40 @@ def choose_solver(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -
 def block_nbytes(
     solver: str, n: int, k: int, channels: int, n_rhs: int, th: int, tw: int, itemsize: int
 ) -> int:
-    """Peak working memory (bytes) of :func:`fit_block` for one tile, excluding inputs."""
+    """Peak working memory (bytes) of :func:`fit_block` for one tile, excluding its inputs.
+
+    An upper bound of what the call allocates (``tests/kernels`` compares it with the peak
+    that tracemalloc sees), including the ``gram`` path's cached gather index.
+    """
     F = k * k * channels
     p = F + 1
     npix = th * tw
     reg = (th + k - 1) * (tw + k - 1)
-    out = npix * n_rhs * p
+    i = itemsize
+    wide = 8 if i < 8 else 0  # float32 systems are solved in float64
+    # right-hand sides, solutions (float64 for float32 data) and the split coef / intercept
+    rhs = npix * p * n_rhs * (2 * i + 2 * wide) + 2 * npix * p * n_rhs * i
     if solver == "primal":
-        work = npix * n * F + npix * p * p * 2
+        work = npix * n * F * i + npix * p * p * (i + wide) + rhs
     elif solver == "gram":
         n_deltas = ((2 * k - 1) ** 2 + 1) // 2
-        work = reg * n_deltas * channels**2 + npix * p * p * 3
-    elif solver == "dual":  # float32 also holds a float64 K next to its float32 product
-        work = npix * n * F + npix * n * n * (3 if itemsize == 4 else 2)
-    elif solver == "box":  # source copies, one row of column Grams, a row of float64 Grams
-        work = 2 * reg * channels * n + (tw + k - 1 + tw) * n * n + tw * n * n * 8 // itemsize
-        work += (npix * (n + F) * n_rhs + npix * n) * 8 // itemsize  # float64 solutions, mean terms
+        # pair products, the cached gather index (int64), G, one chunk of the gather
+        chunk = min(npix, max(1, _GATHER_CHUNK // (F * F * 8))) * F * F * (16 + i)
+        work = reg * n_deltas * channels**2 * i + npix * F * F * 8 + npix * p * p * (i + wide) + chunk + rhs
+    elif solver == "dual":  # windows, K (float64 next to the float32 product), A c
+        work = npix * n * F * i + npix * n * n * (2 * i + wide) + reg * channels * n * i
+        work += npix * F * n_rhs * (2 * i + 2 * wide) + npix * n * n_rhs * (i + wide) + npix * n * 8
+    elif solver == "box":  # source copies, a row of column Grams, a row of float64 Grams
+        work = 2 * reg * channels * n * i + (tw + k - 1 + tw) * n * n * i + tw * n * n * 8
+        # solutions, one row's right-hand sides, coef = A c
+        work += npix * n * n_rhs * (8 + i) + 2 * tw * n * n_rhs * 8
+        work += npix * F * n_rhs * (max(i, wide) + wide + i) + npix * n_rhs * 8
+        if wide:  # the mean image and its box sums
+            Hr, Wr = th + k - 1, tw + k - 1
+            work += reg * channels * (8 + i) + reg * n * 8 + (Hr + 1) * (Wr + 1) * n * 8 + 3 * npix * n * 8
     else:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    return int((work + out * 2 + npix * n * n_rhs) * itemsize)
+    return int(work * 1.05) + 2**16  # NumPy's own small buffers
 
 
 def fit_block(
@@ -294,8 +310,16 @@ def _fit_gram(source, targets, k, alpha):
     kk, F = k * k, k * k * C
     npix = th * tw
     G = np.empty((npix, F + 1, F + 1), dtype=source.dtype)
-    np.take(Q.ravel(), _gram_index(k, C, th, tw), out=G[:, :F, :F], mode="clip")
-    del Q
+    # gathered in cache-sized chunks of pixels: a single np.take into the strided block
+    # would allocate a copy of the whole index and a temporary the size of the Grams
+    idx, Qflat = _gram_index(k, C, th, tw), Q.ravel()
+    step = max(1, _GATHER_CHUNK // (F * F * 8))
+    buf = np.empty((min(step, npix), F, F), dtype=source.dtype)
+    for i0 in range(0, npix, step):
+        i1 = min(npix, i0 + step)
+        np.take(Qflat, idx[i0:i1], out=buf[: i1 - i0], mode="clip")
+        G[i0:i1, :F, :F] = buf[: i1 - i0]
+    del Q, buf
     colsum = source.sum(axis=-1)  # (Hr, Wr, C)
     for w in range(kk):
         oy, ox = divmod(w, k)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 
-from mlrdist.kernels import SOLVERS, choose_solver, fit_region, pad_samples_last
+from mlrdist.kernels import SOLVERS, choose_solver, fit_region, pad_samples_last, ridge
 
 RTOL = 1e-8
 
@@ -157,3 +157,28 @@ def test_float32_close_to_float64():
         c32, i32 = run(X.astype(np.float32), Y.astype(np.float32), 7, 0.4, "per_channel", solver)
         assert c32.dtype == np.float32
         assert_close(c32, c64, rtol=1e-3)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize(
+    ("n", "k", "C", "R", "t", "dtype"),
+    [(60, 9, 1, 1, 16, np.float64), (60, 9, 1, 1, 16, np.float32), (40, 5, 3, 3, 12, np.float64),
+     (40, 5, 3, 3, 12, np.float32), (7, 3, 2, 4, 5, np.float32)],
+)
+def test_block_nbytes_bounds_the_measured_peak(solver, n, k, C, R, t, dtype):
+    """The projected working memory the training planner relies on is an upper bound of what
+    fit_block allocates (tracemalloc sees NumPy's buffers), and not a loose one."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    source = rng.random((t + k - 1, t + k - 1, C, n)).astype(dtype)
+    targets = rng.random((t, t, R, n)).astype(dtype)
+    ridge._gram_index.cache_clear()  # the gather index is part of the gram path's memory
+    tracemalloc.start()
+    try:
+        ridge.fit_block(source, targets, receptive_field=k, alpha=0.4, solver=solver)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    projected = ridge.block_nbytes(solver, n, k, C, R, t, t, np.dtype(dtype).itemsize)
+    assert peak <= projected <= 2.5 * peak + 2**20
