@@ -6,6 +6,7 @@ import io
 import tarfile
 import zipfile
 
+import numpy as np
 import pytest
 
 from mlrdist.io.sources import iter_listings, list_sources, read_batch
@@ -145,3 +146,102 @@ def test_s3_zip(s3, tmp_path):
     listing = list_sources("s3://test/a.zip", s3)
     assert [f.name for f in listing.files] == ["p/1.png"] and len(listing.rejected) == 1
     assert read_batch(listing.files, s3) == [b"one"]
+
+
+def _payloads(count=6):
+    rng = np.random.default_rng(0)
+    return {f"faces/{i:03d}.png": rng.integers(0, 256, 3000 + 517 * i, dtype=np.uint8).tobytes() for i in range(count)}
+
+
+def _tar(path, members, mode="w"):
+    with tarfile.open(path, mode) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_zip_members_read_by_byte_range_in_every_codec(tmp_path):
+    members = _payloads(8)
+    codecs = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for j, (name, data) in enumerate(members.items()):
+            zf.writestr(name, data, compress_type=codecs[j % 4])
+    listing = list_sources(str(path))
+    assert all(f.span is not None for f in listing.files)
+    assert read_batch(listing.files) == [members[f.name] for f in listing.files]
+    # the central directory is not read again: members still read once it is gone
+    size = path.stat().st_size
+    with zipfile.ZipFile(path) as zf:
+        cd_start = min(i.header_offset for i in zf.infolist()) + sum(
+            30 + len(i.filename.encode()) + len(i.extra) + i.compress_size for i in zf.infolist()
+        )
+    with open(path, "r+b") as fh:
+        fh.seek(cd_start)
+        fh.write(b"\0" * (size - cd_start))
+    got = read_batch(listing.files)
+    by_range = [f for f in listing.files if f.span[2] != zipfile.ZIP_LZMA]
+    assert [got[listing.files.index(f)] for f in by_range] == [members[f.name] for f in by_range]
+    lzma_read = [got[listing.files.index(f)] for f in listing.files if f.span[2] == zipfile.ZIP_LZMA]
+    assert lzma_read and all(isinstance(g, zipfile.BadZipFile) for g in lzma_read)  # needs zipfile
+
+
+def test_damaged_zip_member_is_reported_alone(tmp_path):
+    members = _payloads(3)
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    listing = list_sources(str(path))
+    victim = listing.files[1]
+    with open(path, "r+b") as fh:  # flip a byte inside the second member's data
+        fh.seek(victim.span[0] + 30 + len(victim.name) + 100)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    got = read_batch(listing.files)
+    assert isinstance(got[1], zipfile.BadZipFile) and "CRC-32" in str(got[1]) and victim.url in str(got[1])
+    assert got[0] == members[listing.files[0].name] and got[2] == members[listing.files[2].name]
+
+
+def test_plain_tar_read_by_byte_range_without_scanning(tmp_path):
+    members = _payloads(5)
+    path = _tar(tmp_path / "a.tar", members)
+    listing = list_sources(str(path))
+    assert [f.span[:2] is not None for f in listing.files] == [True] * 5
+    assert read_batch(listing.files[3:]) == [members[f.name] for f in listing.files[3:]]
+    with open(path, "r+b") as fh:  # a scan from the start would stop at this header
+        fh.write(b"\xff" * 512)
+    assert read_batch(listing.files[2:4]) == [members[f.name] for f in listing.files[2:4]]
+    # a truncated archive: members past the end are reported, the others read
+    with open(path, "r+b") as fh:
+        fh.truncate(listing.files[4].span[0] + 10)
+    got = read_batch(listing.files[3:])
+    assert got[0] == members[listing.files[3].name]
+    assert isinstance(got[1], OSError) and "truncated" in str(got[1])
+
+
+def test_compressed_tar_has_no_ranges_and_stops_after_its_last_member(tmp_path):
+    members = _payloads(4)
+    path = _tar(tmp_path / "a.tar.gz", members, mode="w:gz")
+    listing = list_sources(str(path))
+    assert all(f.span is None for f in listing.files)
+    assert read_batch(listing.files[:2]) == [members[f.name] for f in listing.files[:2]]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])  # the tail is damaged: the first members still read
+    assert read_batch(listing.files[:1]) == [members[listing.files[0].name]]
+
+
+def test_s3_archives_read_by_range(s3, tmp_path):
+    import s3fs
+
+    members = _payloads(4)
+    fs = s3fs.S3FileSystem(**s3)
+    fs.put(str(_tar(tmp_path / "a.tar", members)), "test/a.tar")
+    fs.put(str(_zip(tmp_path / "a.zip", members)), "test/a.zip")
+    for url in ("s3://test/a.tar", "s3://test/a.zip"):
+        listing = list_sources(url, s3)
+        assert all(f.span is not None for f in listing.files)
+        assert read_batch(listing.files, s3) == [members[f.name] for f in listing.files]
