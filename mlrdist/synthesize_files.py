@@ -31,6 +31,7 @@ from .execution import open_executor
 from .io.outputs import (
     encode_image,
     image_format,
+    open_atomic,
     output_path,
     read_manifests,
     write_atomic,
@@ -42,6 +43,7 @@ __all__ = ["synthesize_files"]
 
 log = logging.getLogger(__name__)
 FILE_BATCH = 64
+_PACK_GROUP = 64  # output files read at once while zipping
 ALIGN_MODES = ("none", "resize", "auto", "landmarks", "detector")
 
 
@@ -360,20 +362,22 @@ def write_preview(files, tree, targets, failed, faceless, path, in_opts, out_opt
 
 
 def _pack_zip(fs, tree: str, archive: str, options: dict | None) -> None:
-    """Zip the finished output tree (manifests excluded) in a stable order."""
-    import io
+    """Zip the finished output tree (manifests excluded) in a stable order, streamed into
+    the archive: the driver holds one group of files, not the archive."""
     import zipfile
 
     import fsspec
 
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        root = tree.rstrip("/")
-        for path in sorted(fs.find(root)):
-            rel = posixpath.relpath(path, fs._strip_protocol(root))
-            if rel.startswith("_mlrdist/") or posixpath.basename(rel).startswith("."):
-                continue
-            zf.writestr(rel, fs.cat_file(path))
-    out_fs, _ = fsspec.core.url_to_fs(archive, **(options or {}))
-    write_atomic(out_fs, archive, buf.getvalue())
+    root = tree.rstrip("/")
+    paths = [
+        p for p in sorted(fs.find(root))
+        if not (posixpath.relpath(p, fs._strip_protocol(root)).startswith("_mlrdist/") or posixpath.basename(p).startswith("."))
+    ]
+    out_fs, out_path = fsspec.core.url_to_fs(archive, **(options or {}))
+    with open_atomic(out_fs, out_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in range(0, len(paths), _PACK_GROUP):
+            group = paths[i : i + _PACK_GROUP]
+            data = fs.cat(group)  # concurrent requests on object stores
+            for p in group:
+                zf.writestr(posixpath.relpath(p, fs._strip_protocol(root)), data[p])
 

@@ -98,7 +98,9 @@ def test_zip_output_and_format_choice(weights, inbox, tmp_path):
     synthesize_files(weights, str(root), str(archive), format="jpg", scheduler="synchronous")
     with zipfile.ZipFile(archive) as zf:
         names = sorted(zf.namelist())
+        assert zf.testzip() is None  # every member's CRC checks out
     assert names == sorted(f"smiling/{rel[:-4]}.jpg" for rel in images)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
 def test_paste_back_with_landmark_templates(weights, tmp_path):
@@ -178,3 +180,18 @@ def test_photos_from_and_to_s3(weights, inbox, s3):
     again = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3,
                              weights_storage_options=None, scheduler="threads")
     assert again.converted == 0 and again.skipped_done == 5
+
+
+def test_zip_output_streamed_to_s3(weights, inbox, s3):
+    """The output archive is streamed into an (unseekable) S3 upload."""
+    import io
+
+    import s3fs
+
+    root, images = inbox
+    fs = s3fs.S3FileSystem(**s3)
+    report = synthesize_files(weights, str(root), "s3://test/converted.zip", storage_options=s3, scheduler="synchronous")
+    assert report.converted == len(images)
+    with zipfile.ZipFile(io.BytesIO(fs.cat_file("test/converted.zip"))) as zf:
+        assert sorted(zf.namelist()) == sorted(f"smiling/{rel}" for rel in images)
+        assert zf.testzip() is None

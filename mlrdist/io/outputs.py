@@ -15,11 +15,15 @@ import json
 import os
 import posixpath
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["MANIFEST_DIR", "encode_image", "output_path", "read_manifests", "write_atomic", "write_manifest"]
+__all__ = [
+    "MANIFEST_DIR", "encode_image", "open_atomic", "output_path", "read_manifests", "write_atomic", "write_manifest",
+]
 
 MANIFEST_DIR = "_mlrdist/manifests"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -64,15 +68,44 @@ def write_atomic(fs, path: str, data: bytes) -> None:
     Local files: write a temporary sibling, then rename over the target. Object stores:
     a single PUT is already atomic.
     """
-    parent = posixpath.dirname(path)
     if _is_local(fs):
-        os.makedirs(parent, exist_ok=True)
-        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.part")
-        with open(tmp, "wb") as f:
+        with open_atomic(fs, path) as f:
             f.write(data)
-        os.replace(tmp, path)
     else:
         fs.pipe_file(path, data)
+
+
+@contextmanager
+def open_atomic(fs, path: str) -> Iterator[IO[bytes]]:
+    """A binary file to stream a large output into; ``path`` appears only when the block
+    exits without an error, and never as a partial file.
+
+    Local files: a temporary sibling renamed over the target (removed on error). Object
+    stores: the upload (multipart for large files) completes only on success and is aborted
+    on error.
+    """
+    if _is_local(fs):
+        parent = posixpath.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.part")
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                os.remove(tmp)
+            raise
+        return
+    f = fs.open(path, "wb")
+    try:
+        yield f
+    except BaseException:
+        with suppress(Exception):
+            f.discard()  # s3fs: abort the multipart upload
+        f.closed = True  # never complete the upload (close() would, also on garbage collection)
+        raise
+    f.close()
 
 
 def write_manifest(fs, outputs: str, batch_id: str, entries: dict[str, dict], fingerprint: str) -> None:
