@@ -2,6 +2,10 @@
 
 Each sub-command lives in its own ``_cmd_<name>`` function registered in ``COMMANDS``;
 heavy imports happen inside them so ``mlrdist --help`` stays fast.
+
+Exit status: 0 when everything was done; 1 when the run completed but skipped some inputs
+(bad or unlabelled files, listed with their reasons); 2 on an error that stopped it (a bad
+parameter or a missing source, in one line naming what to change).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def quiet_logging() -> None:
         pass
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # the dashboard's "Host wildcard '*' will allow connections ..." on every LocalCluster
+    logging.getLogger("bokeh.server").setLevel(logging.ERROR)
 
 
 def add_dask_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlrdist",
         description="Masked linear regression for facial expression synthesis, at scale.",
+        epilog="Exit status: 0 when everything was done; 1 when a run completed but skipped some "
+        "inputs (listed with reasons); 2 on an error that stopped it.",
     )
     from mlrdist import __version__
 

@@ -22,7 +22,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--align", choices=["none", "resize", "auto", "landmarks", "detector"], default="none",
-        help="photos: none = already aligned at the model size; resize = centre-crop and resize; "
+        help="photos (default none): none = already aligned at the model size; resize = centre-crop and resize; "
         "auto/landmarks/detector = align each face (.tem template or detector), synthesise and "
         "blend it back into the photo",
     )
@@ -34,10 +34,14 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")
     p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
     p.add_argument("--overwrite", action="store_true", help="convert everything again")
+    p.add_argument("--keep-parts", action="store_true",
+                   help="for a .zip output: keep the tree OUTPUTS.parts it is built in (with the completion "
+                   "manifests), so that a rerun converts only new or failed photos")
     add_dask_arguments(p)
 
 
-@command("synthesize", "Apply stored weights to a photo collection or a Zarr of faces (Dask).", _args)
+@command("synthesize", "Apply stored weights to a photo collection or a Zarr of faces (Dask). "
+         "Exit status 1 when some inputs were skipped (listed with reasons), 2 on an error.", _args)
 def run(args: argparse.Namespace) -> int:
     from .io.stores import group_exists
     from .synthesize import synthesize
@@ -45,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     quiet_logging()
     options = parse_options(args.storage_option)
     kwargs = dict(scheduler=args.scheduler, overwrite=args.overwrite, storage_options=options, progress=True)
-    if args.batch:
+    if args.batch is not None:
         kwargs["batch"] = args.batch
     if not group_exists(args.inputs, options):
         kwargs.update(align=args.align, no_face=args.no_face, format=args.format, preview=args.preview,
-                      preview_rows=args.preview_rows)
-    elif args.align != "none" or args.preview or args.format:
-        raise ValueError("--align, --format and --preview apply to photo collections, not to Zarr inputs")
+                      preview_rows=args.preview_rows, keep_parts=args.keep_parts)
+    elif args.align != "none" or args.preview or args.format or args.keep_parts:
+        raise ValueError("--align, --format, --preview and --keep-parts apply to photo collections, not to Zarr inputs")
     report = synthesize(args.weights, args.inputs, args.outputs, **kwargs)
     print(report.summary())
     for url, reason in sorted(report.failed.items()):
@@ -63,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report.to_dict(), f, indent=2)
     if args.preview and not args.outputs.endswith(".zarr"):
         print(f"preview: {args.preview}")
-    return 0
+    return 1 if report.failed else 0

@@ -15,6 +15,11 @@ def _float_or_auto(text: str):
     return text if text == "auto" else float(text)
 
 
+# argparse names these in its messages ("invalid ... value: 'abc'")
+_int_or_auto.__name__ = "integer or 'auto'"
+_float_or_auto.__name__ = "number or 'auto'"
+
+
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("faces", help="faces.zarr URL (from `mlrdist ingest`)")
     p.add_argument("weights", help="weights.zarr URL to write (resumed when it exists)")

@@ -226,6 +226,13 @@ def _plan_items(listing: Listing, label, align: str, report: IngestReport) -> li
             report.records.append(FileRecord(f.url, "skipped", "unlabelled: name matches no label pattern"))
             continue
         groups[lab[0]].append((f, lab[1], sidecars.get(f.name.rsplit(".", 1)[0])))
+    if listing.images and not groups:
+        examples = ", ".join(f.name for f in listing.images[:3])
+        raise ValueError(
+            f"none of the {len(listing.images)} images matches the labels (e.g. {examples}): pass labels "
+            "(--labels) 'london', 'yale', a regex with (?P<subject>...) and (?P<expression>...), "
+            "or a manifest .csv (columns file, subject, expression)"
+        )
     planned, need_detector = [], 0
     for subject, members in sorted(groups.items()):
         members.sort(key=lambda m: (m[2] is None, m[0].name))  # templated images first

@@ -234,6 +234,11 @@ def synthesize(weights: str, inputs: str, outputs: str, **kwargs: Any) -> Synthe
     """
     options = kwargs.get("storage_options")
     if group_exists(inputs, options):
+        if str(outputs).rstrip("/").endswith(".zip"):
+            raise ValueError(
+                f"outputs {outputs!r}: a .zip output is for photo collections; a Zarr input is "
+                "synthesised into a Zarr store: name it e.g. outputs.zarr"
+            )
         return synthesize_zarr(weights, inputs, outputs, **kwargs)
     from .synthesize_files import synthesize_files
 

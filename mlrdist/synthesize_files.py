@@ -1,6 +1,7 @@
 """Synthesis for photo collections: a directory tree, glob or ``s3://`` prefix of images
 in, a mirrored tree of images out (``{outputs}/{target}/{relative path}``, format kept or
-chosen), or a zip archive of that tree.
+chosen), or a zip archive of that tree (built in ``{name}.parts`` next to it, streamed into
+the archive at the end, then removed unless ``keep_parts``).
 
 Inputs must be aligned to the weights' size (``align="none"``, the default) or are aligned
 per face with the weights' canonical eye positions and pasted back (``align`` other than
@@ -239,6 +240,7 @@ def synthesize_files(
     progress: bool = False,
     preview: str | None = None,
     preview_rows: int = 12,
+    keep_parts: bool = False,
 ) -> SynthesisReport:
     """Photo collection -> mirrored image tree (see the module docstring).
 
@@ -259,6 +261,10 @@ def synthesize_files(
     preview : str, optional
         Write a PNG grid (input | each target) of the first ``preview_rows`` converted
         photos to this local path.
+    keep_parts : bool
+        For a ``.zip`` output: keep the image tree ``{name}.parts`` it is built in, with its
+        completion manifests, so that a rerun converts only new or failed inputs. By default
+        the tree is removed once the archive is written, and a rerun converts everything.
     """
     import fsspec
 
@@ -272,6 +278,8 @@ def synthesize_files(
         raise ValueError(f"format must be one of png, jpg, webp, tif, bmp; got {format!r}")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if preview and (isinstance(preview_rows, bool) or not isinstance(preview_rows, int) or preview_rows < 1):
+        raise ValueError(f"preview_rows must be a positive integer with a preview, got {preview_rows!r}")
     t0 = time.perf_counter()
     w_opts = weights_storage_options if weights_storage_options is not None else storage_options
     o_opts = outputs_storage_options if outputs_storage_options is not None else storage_options
@@ -323,6 +331,8 @@ def synthesize_files(
     if preview:
         write_preview(shown, tree, list(model.targets_), failed, faceless, preview, storage_options, o_opts,
                       format, preview_rows, "gray" if model.image_shape_[2] == 1 else "rgb")
+    if archive and not keep_parts:
+        fs.rm(tree, recursive=True)
     return SynthesisReport(
         outputs=str(outputs), targets=list(model.targets_), n_inputs=counts["inputs"], converted=converted,
         skipped_done=counts["skipped"], failed=failed, no_face=faceless,

@@ -183,6 +183,17 @@ def test_identical_files_within_subject_are_an_invalid_pair(tmp_path):
     assert report.n_samples == 4 and report.unpaired_subjects == {}
 
 
+def test_no_image_matching_the_labels_is_an_error_with_a_hint(tmp_path):
+    root = tmp_path / "yale"
+    root.mkdir()
+    for sid in ("04", "05"):
+        (root / f"{sid}_normal.png").write_bytes(encode(face_like(int(sid)).convert("L")))
+    with pytest.raises(ValueError, match=r"none of the 2 images matches the labels .*'yale'"):
+        ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, colour="gray", align="none",
+                      scheduler="synchronous")  # the default labels are London's
+    assert not (tmp_path / "f.zarr").exists()
+
+
 def test_unpaired_subjects_reported(tmp_path):
     root = tmp_path / "src"
     make_london(root, {"001", "002"})

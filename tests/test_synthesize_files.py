@@ -100,7 +100,46 @@ def test_zip_output_and_format_choice(weights, inbox, tmp_path):
         names = sorted(zf.namelist())
         assert zf.testzip() is None  # every member's CRC checks out
     assert names == sorted(f"smiling/{rel[:-4]}.jpg" for rel in images)
-    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    # the tree the archive was built in is gone, and no temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted.zip", "inbox"]
+
+
+def test_zip_output_keep_parts_makes_reruns_incremental(weights, inbox, tmp_path):
+    root, images = inbox
+    archive = tmp_path / "converted.zip"
+    first = synthesize_files(weights, str(root), str(archive), keep_parts=True, scheduler="synchronous")
+    assert first.converted == len(images) and (tmp_path / "converted.parts" / "smiling").is_dir()
+    save(root / "late" / "new.png", np.zeros((32, 32, 3), np.uint8))
+    again = synthesize_files(weights, str(root), str(archive), keep_parts=True, scheduler="synchronous")
+    assert (again.converted, again.skipped_done) == (1, len(images))
+    with zipfile.ZipFile(archive) as zf:
+        assert len(zf.namelist()) == len(images) + 1
+
+
+def test_cli_relative_zip_output_and_exit_status(weights, inbox, tmp_path, monkeypatch, capsys):
+    """The README's form ``mlrdist synthesize W INPUTS converted.zip`` (a bare relative name);
+    exit status 1 when some inputs were skipped, 2 on bad parameters."""
+    from mlrdist.cli import main
+
+    root, images = inbox
+    monkeypatch.chdir(tmp_path)
+    assert main(["synthesize", weights, str(root), "converted.zip", "--scheduler", "synchronous"]) == 0
+    with zipfile.ZipFile(tmp_path / "converted.zip") as zf:
+        assert len(zf.namelist()) == len(images)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n")
+    assert main(["synthesize", weights, str(root), "again.zip", "--scheduler", "synchronous"]) == 1
+    assert "broken.png" in capsys.readouterr().out
+    for argv, message in [
+        (["--batch", "0"], "batch must be a positive integer"),
+        (["--preview", "p.png", "--preview-rows", "0"], "preview_rows must be a positive integer"),
+    ]:
+        assert main(["synthesize", weights, str(root), "out3", *argv, "--scheduler", "synchronous"]) == 2
+        assert message in capsys.readouterr().err
+    faces = str(tmp_path / "faces.zarr")
+    write_faces_store(faces, {"neutral": np.zeros((2, 32, 32, 3), np.uint8)})
+    assert main(["synthesize", weights, faces, "faces-out.zip", "--scheduler", "synchronous"]) == 2
+    assert "a .zip output is for photo collections" in capsys.readouterr().err
+    assert not (tmp_path / "faces-out.zip").exists()
 
 
 def test_paste_back_with_landmark_templates(weights, tmp_path):

@@ -86,7 +86,8 @@ def open_atomic(fs, path: str) -> Iterator[IO[bytes]]:
     """
     if _is_local(fs):
         parent = posixpath.dirname(path)
-        os.makedirs(parent, exist_ok=True)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
         tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.part")
         try:
             with open(tmp, "wb") as f:
