@@ -3,9 +3,10 @@
 Each sub-command lives in its own ``_cmd_<name>`` function registered in ``COMMANDS``;
 heavy imports happen inside them so ``mlrdist --help`` stays fast.
 
-Exit status: 0 when everything was done; 1 when the run completed but skipped some inputs
+Exit status: 0 when everything was done; 3 when the run completed but skipped some inputs
 (bad or unlabelled files, listed with their reasons); 2 on an error that stopped it (a bad
-parameter or a missing source, in one line naming what to change).
+parameter or a missing source, in one line naming what to change); 1 is Python's own status
+for an unexpected exception (with its traceback).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 __all__ = ["main"]
 
 # name -> (help, add_arguments(parser), run(args) -> exit code)
+EXIT_SKIPPED = 3  # the run completed, some inputs were skipped (1 is Python's for a crash)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
@@ -85,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlrdist",
         description="Masked linear regression for facial expression synthesis, at scale.",
-        epilog="Exit status: 0 when everything was done; 1 when a run completed but skipped some "
-        "inputs (listed with reasons); 2 on an error that stopped it.",
+        epilog="Exit status: 0 when everything was done; 3 when a run completed but skipped some "
+        "inputs (listed with reasons); 2 on an error that stopped it; 1 on an unexpected exception.",
     )
     from mlrdist import __version__
 

@@ -6,7 +6,7 @@ import argparse
 import posixpath
 import sys
 
-from .cli import add_dask_arguments, command, parse_options, quiet_logging
+from .cli import EXIT_SKIPPED, add_dask_arguments, command, parse_options, quiet_logging
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def default_report_path(dest: str) -> str:
     return posixpath.join(posixpath.dirname(dest.rstrip("/")) or ".", "ingest-report.json")
 
 
-@command("ingest", "Decode, align and store face images in a faces.zarr. Exit status 1 when some "
+@command("ingest", "Decode, align and store face images in a faces.zarr. Exit status 3 when some "
          "files were skipped (listed with reasons in the summary and the report), 2 on an error.", _args)
 def run(args: argparse.Namespace) -> int:
     import fsspec
@@ -48,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
     with fsspec.open(path, "w", **(options or {}) if "://" in path else {}) as f:
         f.write(report.to_json())
     print(f"report: {path}", file=sys.stderr)
-    return 1 if report.count("skipped") else 0
+    return EXIT_SKIPPED if report.count("skipped") else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import add_dask_arguments, command, parse_options, quiet_logging
+from .cli import EXIT_SKIPPED, add_dask_arguments, command, parse_options, quiet_logging
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -41,7 +41,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 @command("synthesize", "Apply stored weights to a photo collection or a Zarr of faces (Dask). "
-         "Exit status 1 when some inputs were skipped (listed with reasons), 2 on an error.", _args)
+         "Exit status 3 when some inputs were skipped (listed with reasons; photos without a face "
+         "are reported but not counted), 2 on an error.", _args)
 def run(args: argparse.Namespace) -> int:
     from .io.stores import group_exists
     from .synthesize import synthesize
@@ -67,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report.to_dict(), f, indent=2)
     if args.preview and not args.outputs.endswith(".zarr"):
         print(f"preview: {args.preview}")
-    return 1 if report.failed else 0
+    return EXIT_SKIPPED if report.failed else 0

@@ -190,6 +190,8 @@ def synthesize_zarr(
 
     from .train import load_weights
 
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
     t0 = time.perf_counter()
     w_opts = weights_storage_options if weights_storage_options is not None else storage_options
     o_opts = outputs_storage_options if outputs_storage_options is not None else storage_options

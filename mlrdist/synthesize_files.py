@@ -331,7 +331,7 @@ def synthesize_files(
     if preview:
         write_preview(shown, tree, list(model.targets_), failed, faceless, preview, storage_options, o_opts,
                       format, preview_rows, "gray" if model.image_shape_[2] == 1 else "rgb")
-    if archive and not keep_parts:
+    if archive and not keep_parts and fs.exists(tree):
         fs.rm(tree, recursive=True)
     return SynthesisReport(
         outputs=str(outputs), targets=list(model.targets_), n_inputs=counts["inputs"], converted=converted,
@@ -387,7 +387,9 @@ def _pack_zip(fs, tree: str, archive: str, options: dict | None) -> None:
     with open_atomic(out_fs, out_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for i in range(0, len(paths), _PACK_GROUP):
             group = paths[i : i + _PACK_GROUP]
-            data = fs.cat(group)  # concurrent requests on object stores
-            for p in group:
-                zf.writestr(posixpath.relpath(p, fs._strip_protocol(root)), data[p])
+            # cat_ranges: concurrent on object stores, and no glob expansion of "[", "*", "?"
+            for p, data in zip(group, fs.cat_ranges(group, None, None, on_error="return"), strict=True):
+                if isinstance(data, BaseException):
+                    raise data
+                zf.writestr(posixpath.relpath(p, fs._strip_protocol(root)), data)
 

@@ -46,6 +46,7 @@ def test_train_and_synthesize_commands(tmp_path, capsys):
         (["synthesize", "{tmp}/none.zarr", "{faces}", "{tmp}/o"], "no weights store at"),
         (["train", "{faces}", "{tmp}/w.zarr", "-S", "endpoint_url"], "--storage-option expects KEY=VALUE"),
         (["train", "{faces}", "{tmp}/w.zarr", "-k", "abc"], "invalid integer or 'auto' value: 'abc'"),
+        (["synthesize", "{tmp}/w.zarr", "{faces}", "{tmp}/o.zarr", "--batch", "0"], "batch must be a positive integer"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, capsys, argv, message):

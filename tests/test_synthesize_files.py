@@ -118,7 +118,7 @@ def test_zip_output_keep_parts_makes_reruns_incremental(weights, inbox, tmp_path
 
 def test_cli_relative_zip_output_and_exit_status(weights, inbox, tmp_path, monkeypatch, capsys):
     """The README's form ``mlrdist synthesize W INPUTS converted.zip`` (a bare relative name);
-    exit status 1 when some inputs were skipped, 2 on bad parameters."""
+    exit status 3 when some inputs were skipped, 2 on bad parameters."""
     from mlrdist.cli import main
 
     root, images = inbox
@@ -127,7 +127,7 @@ def test_cli_relative_zip_output_and_exit_status(weights, inbox, tmp_path, monke
     with zipfile.ZipFile(tmp_path / "converted.zip") as zf:
         assert len(zf.namelist()) == len(images)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n")
-    assert main(["synthesize", weights, str(root), "again.zip", "--scheduler", "synchronous"]) == 1
+    assert main(["synthesize", weights, str(root), "again.zip", "--scheduler", "synchronous"]) == 3
     assert "broken.png" in capsys.readouterr().out
     for argv, message in [
         (["--batch", "0"], "batch must be a positive integer"),
@@ -234,3 +234,29 @@ def test_zip_output_streamed_to_s3(weights, inbox, s3):
     with zipfile.ZipFile(io.BytesIO(fs.cat_file("test/converted.zip"))) as zf:
         assert sorted(zf.namelist()) == sorted(f"smiling/{rel}" for rel in images)
         assert zf.testzip() is None
+
+
+def test_glob_characters_in_names_and_an_empty_collection(weights, tmp_path):
+    """Names with "[", "*", "?" are files, not patterns (reading and zipping); an empty
+    collection gives an empty archive and a zero report."""
+    rng = np.random.default_rng(8)
+    root = tmp_path / "odd"
+    for name in ("face[1].png", "face1.png", "what?.png"):
+        save(root / name, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(root.iterdir()):
+            zf.write(p, p.name)
+    for source in (root, archive):
+        out = tmp_path / f"from-{source.name}.zip"
+        report = synthesize_files(weights, str(source), str(out), scheduler="synchronous")
+        assert (report.converted, report.failed) == (3, {})
+        with zipfile.ZipFile(out) as zf:
+            assert sorted(zf.namelist()) == ["smiling/face1.png", "smiling/face[1].png", "smiling/what?.png"]
+            one, bracket = zf.read("smiling/face1.png"), zf.read("smiling/face[1].png")
+        assert one != bracket
+    (tmp_path / "empty").mkdir()
+    report = synthesize_files(weights, str(tmp_path / "empty"), str(tmp_path / "none.zip"), scheduler="synchronous")
+    assert (report.n_inputs, report.converted) == (0, 0)
+    with zipfile.ZipFile(tmp_path / "none.zip") as zf:
+        assert zf.namelist() == []

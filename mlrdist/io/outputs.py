@@ -81,8 +81,8 @@ def open_atomic(fs, path: str) -> Iterator[IO[bytes]]:
     exits without an error, and never as a partial file.
 
     Local files: a temporary sibling renamed over the target (removed on error). Object
-    stores: the upload (multipart for large files) completes only on success and is aborted
-    on error.
+    stores (S3, GCS, Azure): the upload (multipart for large files) completes only on success
+    and is aborted on error. Other file systems: a local temporary file, uploaded on success.
     """
     if _is_local(fs):
         parent = posixpath.dirname(path)
@@ -98,15 +98,32 @@ def open_atomic(fs, path: str) -> Iterator[IO[bytes]]:
                 os.remove(tmp)
             raise
         return
+    if not set(_protocols(fs)) & _OBJECT_STORES:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlrdist-") as tmp:
+            local = os.path.join(tmp, "out")
+            with open(local, "wb") as f:
+                yield f
+            fs.put_file(local, path)
+        return
     f = fs.open(path, "wb")
     try:
         yield f
     except BaseException:
         with suppress(Exception):
-            f.discard()  # s3fs: abort the multipart upload
-        f.closed = True  # never complete the upload (close() would, also on garbage collection)
+            f.discard()  # abort the multipart upload
+        with suppress(Exception):
+            f.closed = True  # never complete the upload (close() would, also on garbage collection)
         raise
     f.close()
+
+
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az", "abfss"}
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
 
 def write_manifest(fs, outputs: str, batch_id: str, entries: dict[str, dict], fingerprint: str) -> None:

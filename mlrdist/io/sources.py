@@ -49,8 +49,9 @@ class SourceFile:
     archive: str | None = None  # the archive's URL for members
     kind: str = "file"  # "file", "zip" or "tar"
     # random access into the archive: (offset, length, zip method or -1 for raw tar data,
-    # zip CRC-32); offset is the zip local header or the tar member's data
-    span: tuple[int, int, int, int] | None = None
+    # zip CRC-32, archive size when listed); offset is the zip local header or the tar
+    # member's data
+    span: tuple[int, int, int, int, int] | None = None
 
 
 @dataclass
@@ -190,11 +191,12 @@ def _list_archive(fs, path: str, source: str) -> Listing:
     listing = Listing(root=source)
     url = fs.unstrip_protocol(path)
     with fs.open(path, "rb") as f:
+        total = f.size
         if path.lower().endswith(".zip"):
             with zipfile.ZipFile(f) as zf:
                 members = [
                     (m.filename, m.file_size, "dir" if m.is_dir() else None,
-                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC))
+                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC, total))
                     for m in zf.infolist()
                 ]
             kind = "zip"
@@ -202,7 +204,8 @@ def _list_archive(fs, path: str, source: str) -> Listing:
             with tarfile.open(fileobj=f, mode="r:*") as tf:
                 raw = tf.fileobj is f  # uncompressed: member data at fixed offsets
                 members = [
-                    (m.name, m.size, _tar_type(m), (m.offset_data, m.size, -1, 0) if raw and not m.issparse() else None)
+                    (m.name, m.size, _tar_type(m),
+                     (m.offset_data, m.size, -1, 0, total) if raw and not m.issparse() else None)
                     for m in tf
                 ]
             kind = "tar"
@@ -244,9 +247,10 @@ def read_batch(files: list[SourceFile], storage_options: dict[str, Any] | None =
             if kind == "file":
                 fs, _ = fsspec.core.url_to_fs(files[idx[0]].url, **(storage_options or {}))
                 paths = [fs._strip_protocol(files[i].url) for i in idx]
-                got = fs.cat(paths, on_error="return")
-                for i, p in zip(idx, paths, strict=True):
-                    out[i] = got.get(p, FileNotFoundError(files[i].url))
+                # cat_ranges, not cat: file names may hold glob characters ("[", "*", "?")
+                got = fs.cat_ranges(paths, None, None, on_error="return")
+                for i, data in zip(idx, got, strict=True):
+                    out[i] = data
             else:
                 _read_archive(kind, archive, [files[i] for i in idx], idx, out, storage_options)
         except Exception as exc:  # noqa: BLE001 - reported per file
@@ -312,21 +316,24 @@ def _read_spans(kind, archive, items, out, storage_options) -> None:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(archive, **(storage_options or {}))
+    listed, now = items[0][0].span[4], fs.size(path)
+    if now != listed:  # the recorded offsets no longer hold
+        raise OSError(f"{archive}: the archive changed since it was listed ({listed} -> {now} bytes); list it again")
     starts, ends = [], []
     for f, _ in items:
         offset, length = f.span[:2]
         if kind == "zip":  # local header, name, extra field, data
             starts.append(offset)
             ends.append(offset + _ZIP_LOCAL.size + len(f.name.encode()) + _ZIP_SLACK + length)
-        else:
-            starts.append(offset)
+        else:  # the member's own header block, then its data
+            starts.append(offset - tarfile.BLOCKSIZE)
             ends.append(offset + length)
     for (f, i), blob in zip(items, _coalesced(fs, path, starts, ends), strict=True):
         if isinstance(blob, Exception):
             out[i] = blob
             continue
         try:
-            out[i] = _zip_member(fs, path, f, blob) if kind == "zip" else _exact(f.url, blob, f.span[1])
+            out[i] = _zip_member(fs, path, f, blob) if kind == "zip" else _tar_member(f, blob)
         except Exception as exc:  # noqa: BLE001 - reported per file
             out[i] = exc
 
@@ -352,8 +359,20 @@ def _exact(url: str, blob: bytes, length: int) -> bytes:
     return blob
 
 
+def _tar_member(f: SourceFile, blob: bytes) -> bytes:
+    """The data after the member's header block, once the header checks out."""
+    length = f.span[1]
+    try:
+        header = tarfile.TarInfo.frombuf(blob[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.TarError as exc:
+        raise OSError(f"{f.url}: no valid tar header before the member ({exc}); the archive is damaged") from None
+    if header.size != length and length < 8**11:  # PAX may carry larger sizes itself
+        raise OSError(f"{f.url}: the tar header gives {header.size} bytes, the listing {length}; the archive changed")
+    return _exact(f.url, blob[tarfile.BLOCKSIZE :], length)
+
+
 def _zip_member(fs, path: str, f: SourceFile, blob: bytes) -> bytes:
-    offset, length, method, crc = f.span
+    offset, length, method, crc = f.span[:4]
     if len(blob) < _ZIP_LOCAL.size:
         raise OSError(f"{f.url}: the archive ends early, at its local file header; it is truncated")
     sig, n_name, n_extra = _ZIP_LOCAL.unpack_from(blob)
@@ -369,5 +388,5 @@ def _zip_member(fs, path: str, f: SourceFile, blob: bytes) -> bytes:
     elif codec is not None:
         data = zlib.decompress(data, codec)
     if zlib.crc32(data) != crc:
-        raise zipfile.BadZipFile(f"{f.url}: CRC-32 mismatch; the member is damaged")
+        raise zipfile.BadZipFile(f"{f.url}: CRC-32 mismatch; the member is damaged or the archive changed")
     return data

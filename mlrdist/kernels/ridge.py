@@ -137,7 +137,7 @@ def block_nbytes(
             work += reg * channels * (8 + i) + reg * n * 8 + (Hr + 1) * (Wr + 1) * n * 8 + 3 * npix * n * 8
     else:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    return int(work * 1.05) + 2**16  # NumPy's own small buffers
+    return int(work * 1.05) + 2**18  # NumPy's own small buffers
 
 
 def fit_block(
@@ -415,9 +415,10 @@ def _fit_box(source, targets, k, alpha):
     dt = source.dtype
     centred = dt == np.float32
     if centred:  # see _dual_gram_centred: D in float32, the mean terms in float64
-        mu64 = source.mean(axis=-1, keepdims=True, dtype=np.float64)  # (Hr, Wr, C, 1)
+        # C order: the strided views below assume it, whatever the caller's layout
+        mu64 = np.ascontiguousarray(source.mean(axis=-1, keepdims=True, dtype=np.float64))  # (Hr, Wr, C, 1)
         mu = mu64.astype(dt)
-        X = source - mu
+        X = np.subtract(source, mu, order="C")
         u = _box_sum(np.einsum("yxcs,yxc->yxs", X, mu[..., 0], dtype=np.float64), k)
         u_c = u + (_box_sum((mu64[..., 0] ** 2).sum(axis=-1), k) + 1.0)[:, :, None]
     else:

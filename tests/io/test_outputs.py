@@ -36,3 +36,16 @@ def test_s3_upload_is_aborted_on_error(s3):
         f.write(big)
         f.write(b"end")
     assert fs.cat_file("test/big.bin") == big + b"end"
+
+
+def test_other_file_systems_get_the_file_only_on_success():
+    fs = fsspec.filesystem("memory")
+    with pytest.raises(RuntimeError, match="boom"):
+        with open_atomic(fs, "/atomic/out.zip") as f:
+            f.write(b"half")
+            assert not fs.exists("/atomic/out.zip")
+            raise RuntimeError("boom")
+    assert not fs.exists("/atomic/out.zip")
+    with open_atomic(fs, "/atomic/out.zip") as f:
+        f.write(b"whole")
+    assert fs.cat_file("/atomic/out.zip") == b"whole"

@@ -182,3 +182,17 @@ def test_block_nbytes_bounds_the_measured_peak(solver, n, k, C, R, t, dtype):
         tracemalloc.stop()
     projected = ridge.block_nbytes(solver, n, k, C, R, t, t, np.dtype(dtype).itemsize)
     assert peak <= projected <= 2.5 * peak + 2**20
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_any_memory_layout_of_the_inputs(dtype):
+    rng = np.random.default_rng(12)
+    source = rng.random((14, 13, 2, 9)).astype(dtype)
+    targets = rng.random((10, 9, 2, 9)).astype(dtype)
+    for solver in SOLVERS:
+        want = ridge.fit_block(source, targets, receptive_field=5, alpha=0.4, solver=solver)
+        for layout in (np.asfortranarray, lambda a: np.moveaxis(np.ascontiguousarray(np.moveaxis(a, -1, 0)), 0, -1)):
+            got = ridge.fit_block(layout(source), layout(targets), receptive_field=5, alpha=0.4, solver=solver)
+            for g, w in zip(got, want, strict=True):
+                # float32: summation order differs with the layout (rounding, not error)
+                assert_close(g, w, rtol=1e-4 if dtype == np.float32 else 1e-12)
