@@ -49,9 +49,10 @@ class SourceFile:
     archive: str | None = None  # the archive's URL for members
     kind: str = "file"  # "file", "zip" or "tar"
     # random access into the archive: (offset, length, zip method or -1 for raw tar data,
-    # zip CRC-32, archive size when listed); offset is the zip local header or the tar
-    # member's data
-    span: tuple[int, int, int, int, int] | None = None
+    # zip CRC-32); offset is the zip local header or the tar member's data. A member read
+    # this way is checked against its zip CRC or its tar header (the archive may have
+    # changed since it was listed)
+    span: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -191,12 +192,11 @@ def _list_archive(fs, path: str, source: str) -> Listing:
     listing = Listing(root=source)
     url = fs.unstrip_protocol(path)
     with fs.open(path, "rb") as f:
-        total = f.size
         if path.lower().endswith(".zip"):
             with zipfile.ZipFile(f) as zf:
                 members = [
                     (m.filename, m.file_size, "dir" if m.is_dir() else None,
-                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC, total))
+                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC))
                     for m in zf.infolist()
                 ]
             kind = "zip"
@@ -205,7 +205,7 @@ def _list_archive(fs, path: str, source: str) -> Listing:
                 raw = tf.fileobj is f  # uncompressed: member data at fixed offsets
                 members = [
                     (m.name, m.size, _tar_type(m),
-                     (m.offset_data, m.size, -1, 0, total) if raw and not m.issparse() else None)
+                     (m.offset_data, m.size, -1, 0) if raw and not m.issparse() else None)
                     for m in tf
                 ]
             kind = "tar"
@@ -316,9 +316,6 @@ def _read_spans(kind, archive, items, out, storage_options) -> None:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(archive, **(storage_options or {}))
-    listed, now = items[0][0].span[4], fs.size(path)
-    if now != listed:  # the recorded offsets no longer hold
-        raise OSError(f"{archive}: the archive changed since it was listed ({listed} -> {now} bytes); list it again")
     starts, ends = [], []
     for f, _ in items:
         offset, length = f.span[:2]
@@ -372,7 +369,7 @@ def _tar_member(f: SourceFile, blob: bytes) -> bytes:
 
 
 def _zip_member(fs, path: str, f: SourceFile, blob: bytes) -> bytes:
-    offset, length, method, crc = f.span[:4]
+    offset, length, method, crc = f.span
     if len(blob) < _ZIP_LOCAL.size:
         raise OSError(f"{f.url}: the archive ends early, at its local file header; it is truncated")
     sig, n_name, n_extra = _ZIP_LOCAL.unpack_from(blob)
