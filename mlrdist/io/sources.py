@@ -48,10 +48,10 @@ class SourceFile:
     size: int | None = None
     archive: str | None = None  # the archive's URL for members
     kind: str = "file"  # "file", "zip" or "tar"
-    # random access into the archive: (offset, length, zip method or -1 for raw tar data,
-    # zip CRC-32); offset is the zip local header or the tar member's data. A member read
-    # this way is checked against its zip CRC or its tar header (the archive may have
-    # changed since it was listed)
+    # where the member lies: (offset, length, zip method or -1 for raw tar data, zip CRC-32);
+    # offset is the zip local header or the tar member's data. A member read this way is
+    # checked against its zip CRC or its tar header (the archive may have changed since it
+    # was listed). Compressed tars: (ordinal, length, -2, 0), the member's position in a scan
     span: tuple[int, int, int, int] | None = None
 
 
@@ -205,15 +205,18 @@ def _list_archive(fs, path: str, source: str) -> Listing:
                 raw = tf.fileobj is f  # uncompressed: member data at fixed offsets
                 members = [
                     (m.name, m.size, _tar_type(m),
-                     (m.offset_data, m.size, -1, 0) if raw and not m.issparse() else None)
-                    for m in tf
+                     None if m.issparse() else (m.offset_data, m.size, -1, 0) if raw else (j, m.size, _SCAN, 0))
+                    for j, m in enumerate(tf)
                 ]
             kind = "tar"
-    for name, size, special, span in members:
+    last = {name: j for j, (name, _, special, _) in enumerate(members) if special != "dir"}
+    for j, (name, size, special, span) in enumerate(members):
         if special == "dir":
             continue
         member_url = f"{kind}://{name}::{url}"
         why = _unsafe_member(name) or (special if special else None)
+        if not why and last[name] != j:  # as when extracting: the last member of a name wins
+            why = "superseded by a later member of the same name in the archive"
         if why:
             listing.rejected.append((member_url, why))
             continue
@@ -263,7 +266,11 @@ def _read_archive(kind, archive, files, idx, out, storage_options) -> None:
     """Members by byte range where the listing recorded one, the others by a scan; an error
     opening the archive is reported for the members read that way."""
     ranged = [(f, i) for f, i in zip(files, idx, strict=True) if _random_access(f)]
-    want = {f.name: i for f, i in zip(files, idx, strict=True) if not _random_access(f)}
+    # scanned members by position (compressed tars) or name
+    want = {
+        f.span[0] if f.span and f.span[2] == _SCAN else f.name: i
+        for f, i in zip(files, idx, strict=True) if not _random_access(f)
+    }
     for todo, read, slots in (
         (ranged, _read_spans, [i for _, i in ranged]),
         (want, _scan_archive, list(want.values())),
@@ -291,9 +298,12 @@ def _scan_archive(kind, archive, want, out, storage_options) -> None:
                         out[i] = exc
             return
         with tarfile.open(fileobj=f, mode="r:*") as tf:
-            for m in tf:
-                if m.name in want and m.isfile():
-                    out[want.pop(m.name)] = tf.extractfile(m).read()
+            for j, m in enumerate(tf):
+                i = want.pop(j, None)
+                if i is None and m.name in want:
+                    i = want.pop(m.name)
+                if i is not None:
+                    out[i] = tf.extractfile(m).read() if m.isfile() else OSError(f"{m.name}: not a regular file")
                     if not want:  # the rest of the archive is not decompressed
                         break
 
@@ -305,9 +315,12 @@ _MAX_GAP = 2**20  # member ranges closer than this are read as one request
 _MAX_BLOCK = 64 * 2**20  # but no request longer than this (unless one member is)
 
 
+_SCAN = -2  # span marker: a compressed tar's member, found by its position in a scan
+
+
 def _random_access(f: SourceFile) -> bool:
-    """Whether a member is read by its byte range (zip: stored, deflate or bzip2)."""
-    return f.span is not None and (f.kind == "tar" or f.span[2] in _ZIP_CODECS)
+    """Whether a member is read by its byte range (plain tar; zip: stored, deflate or bzip2)."""
+    return f.span is not None and f.span[2] != _SCAN and (f.kind == "tar" or f.span[2] in _ZIP_CODECS)
 
 
 def _read_spans(kind, archive, items, out, storage_options) -> None:

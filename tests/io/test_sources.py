@@ -236,7 +236,7 @@ def test_compressed_tar_has_no_ranges_and_stops_after_its_last_member(tmp_path):
     members = _payloads(4)
     path = _tar(tmp_path / "a.tar.gz", members, mode="w:gz")
     listing = list_sources(str(path))
-    assert all(f.span is None for f in listing.files)
+    assert [f.span[0] for f in listing.files] == [0, 1, 2, 3]  # positions in the scan, no byte ranges
     assert read_batch(listing.files[:2]) == [members[f.name] for f in listing.files[:2]]
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 3 // 4])  # the tail is damaged: the first members still read
@@ -254,3 +254,28 @@ def test_s3_archives_read_by_range(s3, tmp_path):
         listing = list_sources(url, s3)
         assert all(f.span is not None for f in listing.files)
         assert read_batch(listing.files, s3) == [members[f.name] for f in listing.files]
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz"])
+def test_the_last_member_of_a_name_wins(tmp_path, suffix):
+    """As extraction would: an archive appended to (``tar -r``, a zip rewritten in place) may
+    hold a name twice; the later member is read and the earlier one reported."""
+    import warnings
+
+    path = tmp_path / f"a{suffix}"
+    entries = [("p/a.png", b"old"), ("p/b.png", b"bee"), ("p/a.png", b"new")]
+    if suffix == ".zip":
+        with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as zf:
+            warnings.simplefilter("ignore")  # "Duplicate name"
+            for name, data in entries:
+                zf.writestr(name, data)
+    else:
+        with tarfile.open(path, "w:gz" if suffix == ".tar.gz" else "w") as tf:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    listing = list_sources(str(path))
+    assert [f.name for f in listing.files] == ["p/a.png", "p/b.png"]
+    assert [r for _, r in listing.rejected] == ["superseded by a later member of the same name in the archive"]
+    assert read_batch(listing.files) == [b"new", b"bee"]
