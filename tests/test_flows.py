@@ -132,6 +132,16 @@ def test_nightly_conversion_twice_does_no_repeated_work(sample_images, tmp_path)
     first = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
     second = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
     assert (first.converted, second.converted, second.skipped_done) == (12, 0, 12)
+    # into an archive, as unaligned photos: the next night converts only what arrived
+    archive = str(tmp_path / "converted.zip")
+    first = synthesize_flow(weights, str(inbox), archive, scheduler="threads", align="resize", format="jpg")
+    (inbox / "late.png").write_bytes(next(inbox.glob("*.png")).read_bytes())
+    second = synthesize_flow(weights, str(inbox), archive, scheduler="threads", align="resize", format="jpg")
+    assert (first.converted, second.converted, second.skipped_done) == (12, 1, 12)
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        assert len(zf.namelist()) == 13 and all(n.endswith(".jpg") for n in zf.namelist())
 
 
 def test_retrain_only_when_the_dataset_grew(sample_images, tmp_path):
