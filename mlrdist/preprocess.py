@@ -26,6 +26,7 @@ __all__ = [
     "apply_scaling",
     "check_alpha",
     "check_dtype",
+    "check_positive_int",
     "check_stack",
     "scale_images",
     "scaling_params",
@@ -47,6 +48,13 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float:
             f"got {alpha!r}"
         )
     return value
+
+
+def check_positive_int(value: Any, name: str, hint: str = "") -> int:
+    """Validate a positive integer parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{hint}, got {value!r}")
+    return int(value)
 
 
 def check_dtype(dtype: Any) -> np.dtype:

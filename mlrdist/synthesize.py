@@ -28,6 +28,7 @@ import numpy as np
 
 from .execution import open_executor
 from .io.stores import group_exists, open_store
+from .preprocess import check_positive_int
 
 __all__ = ["SynthesisReport", "synthesize", "to_uint8"]
 
@@ -190,8 +191,7 @@ def synthesize_zarr(
 
     from .train import load_weights
 
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    batch = check_positive_int(batch, "batch")
     t0 = time.perf_counter()
     w_opts = weights_storage_options if weights_storage_options is not None else storage_options
     o_opts = outputs_storage_options if outputs_storage_options is not None else storage_options

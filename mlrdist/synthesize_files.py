@@ -38,6 +38,7 @@ from .io.outputs import (
     write_atomic,
     write_manifest,
 )
+from .preprocess import check_positive_int
 from .synthesize import SynthesisReport, _options_key, cached_model, predict_batch
 
 __all__ = ["synthesize_files"]
@@ -276,10 +277,9 @@ def synthesize_files(
         raise ValueError(f"no_face must be 'copy' or 'skip', got {no_face!r}")
     if format is not None and "." + format.lower().lstrip(".") not in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"):
         raise ValueError(f"format must be one of png, jpg, webp, tif, bmp; got {format!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if preview and (isinstance(preview_rows, bool) or not isinstance(preview_rows, int) or preview_rows < 1):
-        raise ValueError(f"preview_rows must be a positive integer with a preview, got {preview_rows!r}")
+    batch = check_positive_int(batch, "batch")
+    if preview:
+        preview_rows = check_positive_int(preview_rows, "preview_rows", " with a preview")
     t0 = time.perf_counter()
     w_opts = weights_storage_options if weights_storage_options is not None else storage_options
     o_opts = outputs_storage_options if outputs_storage_options is not None else storage_options
@@ -378,18 +378,17 @@ def _pack_zip(fs, tree: str, archive: str, options: dict | None) -> None:
 
     import fsspec
 
-    root = tree.rstrip("/")
-    paths = [
-        p for p in sorted(fs.find(root))
-        if not (posixpath.relpath(p, fs._strip_protocol(root)).startswith("_mlrdist/") or posixpath.basename(p).startswith("."))
-    ]
+    base = fs._strip_protocol(tree.rstrip("/"))
+    members = [(p, posixpath.relpath(p, base)) for p in sorted(fs.find(base))]
+    members = [(p, rel) for p, rel in members if not (rel.startswith("_mlrdist/") or posixpath.basename(rel).startswith("."))]
     out_fs, out_path = fsspec.core.url_to_fs(archive, **(options or {}))
     with open_atomic(out_fs, out_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-        for i in range(0, len(paths), _PACK_GROUP):
-            group = paths[i : i + _PACK_GROUP]
+        for i in range(0, len(members), _PACK_GROUP):
+            group = members[i : i + _PACK_GROUP]
             # cat_ranges: concurrent on object stores, and no glob expansion of "[", "*", "?"
-            for p, data in zip(group, fs.cat_ranges(group, None, None, on_error="return"), strict=True):
+            got = fs.cat_ranges([p for p, _ in group], None, None, on_error="return")
+            for (_, rel), data in zip(group, got, strict=True):
                 if isinstance(data, BaseException):
                     raise data
-                zf.writestr(posixpath.relpath(p, fs._strip_protocol(root)), data)
+                zf.writestr(rel, data)
 

@@ -93,13 +93,6 @@ def apply_local(
     return out.reshape(m, n, H, W, C)
 
 
-def check_positive_int(value, name: str, hint: str = "") -> int:
-    """Validate a positive integer parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{hint}, got {value!r}")
-    return int(value)
-
-
 def check_nonneg(value, name: str) -> float:
     """Validate a finite number >= 0."""
     try:

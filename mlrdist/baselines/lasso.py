@@ -27,7 +27,8 @@ import numpy as np
 
 from .._base import ImageRegressor
 from ..kernels.windows import check_receptive_field
-from ._local import apply_local, check_nonneg, check_positive_int, iter_batches, targets_of
+from ..preprocess import check_positive_int
+from ._local import apply_local, check_nonneg, iter_batches, targets_of
 
 __all__ = ["FullLasso", "MaskedLasso", "lasso_cd_gram"]
 

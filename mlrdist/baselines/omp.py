@@ -18,7 +18,8 @@ import numpy as np
 
 from .._base import ImageRegressor
 from ..kernels.windows import check_receptive_field
-from ._local import apply_local, check_positive_int, iter_batches, targets_of
+from ..preprocess import check_positive_int
+from ._local import apply_local, iter_batches, targets_of
 from .lasso import _centred_moments
 
 __all__ = ["MaskedOMP", "omp_gram"]

@@ -441,16 +441,14 @@ def _fit_box(source, targets, k, alpha):
             np.add(Kr, u[y][:, :, None], out=K)
             K += u_c[y][:, None, :]
         else:
-            K[...] = Kr
-            K += 1.0  # bias feature
+            np.add(Kr, 1.0, out=K)  # bias feature
         _add_ridge(K, alpha)
         c[y] = _solve_spd(K, rhs[y].astype(np.float64, copy=False))
     # coef = A c, one window row oy at a time: rows X[y + oy, x : x + k] are contiguous
     coef = np.empty((th, tw, k, kc, n_rhs), dtype=np.float64 if centred else dt)
     cs = c.astype(dt, copy=False)
-    st = X.strides
-    for oy in range(k):
-        V = as_strided(X[oy:], shape=(th, tw, kc, n), strides=(st[0], st[1], st[2], st[3]), writeable=False)
+    for oy in range(k):  # (ox, c) is one axis of stride X.strides[2] in C order
+        V = as_strided(X[oy:], shape=(th, tw, kc, n), strides=X.strides, writeable=False)
         np.matmul(V, cs, out=coef[:, :, oy])
     csum = c.sum(axis=2)  # (th, tw, R)
     if centred:
