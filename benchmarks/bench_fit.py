@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _data import best_of, find_data, load_london, peak_bytes  # noqa: E402
 
 from mlrdist import MaskedRidge  # noqa: E402
-from mlrdist.kernels.ridge import choose_solver, default_subtile  # noqa: E402
+from mlrdist.kernels.cost import choose_solver, default_subtile  # noqa: E402
 
 
 def per_pixel_plain(X: np.ndarray, Y: np.ndarray, k: int, alpha: float, pixels) -> None:

@@ -27,19 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SAMPLE = str(resources.files("mlrdist") / "data" / "sample")
-LABELS = r"(?P<expression>neutral|smiling)/(?P<subject>\d+)\.png$"
 
 
 def direct(workdir: Path, scheduler: str) -> float:
     from mlrdist.datasets import pairs
     from mlrdist.evaluate import default_methods, evaluate
-    from mlrdist.ingest import ingest_images, open_faces
+    from mlrdist.ingest import ingest_images
+    from mlrdist.io.faces_store import open_faces
     from mlrdist.synthesize import synthesize
     from mlrdist.train import fit_weights
 
     t0 = time.perf_counter()
     faces, weights = str(workdir / "faces.zarr"), str(workdir / "weights.zarr")
-    ingest_images(SAMPLE, faces, labels=LABELS, align="none", scheduler=scheduler)
+    ingest_images(SAMPLE, faces, labels="sample", align="none", scheduler=scheduler)
     fit_weights(faces, weights, scheduler=scheduler, overwrite=True)
     X, Y, subjects = pairs(open_faces(faces))
     evaluate(default_methods(["MR", "l2"]), X, Y, list(subjects), folds=3, out_dir=str(workdir / "evaluation"))
@@ -51,7 +51,7 @@ def via_prefect(workdir: Path, scheduler: str) -> float:
     from flows.pipeline import pipeline_flow
 
     t0 = time.perf_counter()
-    pipeline_flow(SAMPLE, str(workdir), labels=LABELS, align="none", methods=["MR", "l2"], folds=3,
+    pipeline_flow(SAMPLE, str(workdir), {"labels": "sample", "align": "none"}, methods=["MR", "l2"], folds=3,
                   scheduler=scheduler)
     return time.perf_counter() - t0
 

@@ -85,9 +85,9 @@ def main() -> None:
 
     from mlrdist.datasets import load_sample
     from mlrdist.execution import local_cluster, worker_environ
-    from mlrdist.io.sources import list_sources
+    from mlrdist.io.location import Location
+    from mlrdist.io.sources import iter_inputs, list_sources
     from mlrdist.synthesize import synthesize
-    from mlrdist.synthesize_files import _iter_inputs
     from mlrdist.train import fit_weights
 
     work = Path(tempfile.mkdtemp(prefix="bench-synth-", dir=REPO / "benchmarks" / "results"))
@@ -109,7 +109,7 @@ def main() -> None:
             for n in args.sizes:
                 src = make_collection(work / f"n{n}", n)
                 listing_whole = peak_bytes(lambda s=src: list_sources(str(s)))
-                listing_stream = peak_bytes(lambda s=src: sum(1 for _ in _iter_inputs(str(s), None, {})))
+                listing_stream = peak_bytes(lambda s=src: sum(1 for _ in iter_inputs(Location(str(s)), {})))
                 client.restart()  # fresh worker processes: per-size peaks
                 sampler = RssSampler()
                 sampler.start()

@@ -58,8 +58,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mlrdist.cli_evaluate import load_pairs  # noqa: E402
-from mlrdist.evaluate import METHOD_GRIDS, application_grid, default_methods, evaluate  # noqa: E402
+from mlrdist.evaluate import METHOD_GRIDS, default_methods, evaluate, load_pairs  # noqa: E402
+from mlrdist.report import application_grid  # noqa: E402
 
 YALE_TARGETS = ("happy", "sad", "sleepy", "surprised", "wink")
 

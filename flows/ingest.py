@@ -5,27 +5,22 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
+from mlrdist.config import IngestConfig
 
 
 @flow(name="mlrdist-ingest", flow_run_name="ingest {source}", log_prints=True)
 def ingest_flow(
     source: str,
     faces: str,
-    labels: str = "london",
-    size: int = 128,
-    colour: str = "rgb",
-    align: str = "auto",
+    config: IngestConfig = IngestConfig(),  # noqa: B008 - frozen; Prefect validates a dict into it
     scheduler: str | None = None,
     storage_options: dict | None = None,
 ):
-    """Add the images under ``source`` to ``faces``; files ingested before are skipped."""
-    from mlrdist.align import AlignSpec
+    """Add the images under ``source`` to ``faces``; files ingested before are skipped.
 
-    AlignSpec(size=size)  # fail fast on a bad size
-    if colour not in ("rgb", "gray"):
-        raise ValueError(f"colour must be 'rgb' or 'gray', got {colour!r}")
-    report = tasks.ingest(source, faces, labels=labels, size=size, colour=colour, align=align,
-                          scheduler=scheduler, storage_options=storage_options)
+    ``config`` (labels, size, colour, align, batch_size) is validated before the run starts.
+    """
+    report = tasks.ingest(source, faces, config, scheduler=scheduler, storage_options=storage_options)
     tasks.publish_ingest_report(report)
     print(report.summary())
     return report

@@ -8,42 +8,53 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+
+def transient(task, task_run, state) -> bool:
+    """Retry only what may succeed on a second try: network and storage hiccups, not a bad
+    parameter or a missing file."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OSError | TimeoutError) and not isinstance(exc, FileNotFoundError | PermissionError)
+
+
 # Stages are idempotent and resumable themselves: Prefect retries re-run them safely, and
 # caching is left to the stores' own completion flags (NO_CACHE).
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "cache_policy": NO_CACHE, "persist_result": True}
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": transient,
+              "cache_policy": NO_CACHE, "persist_result": True}
 
 
 @task(name="ingest", task_run_name="ingest {source}", **IO_RETRIES)
-def ingest(source: str, dest: str, **options: Any):
+def ingest(source: str, dest: str, config, **options: Any):
     from mlrdist.ingest import ingest_images
 
-    return ingest_images(source, dest, **options)
+    return ingest_images(source, dest, config, **options)
 
 
 @task(name="evaluate", task_run_name="evaluate {faces}", cache_policy=NO_CACHE, persist_result=True)
-def evaluate(faces: str, out_dir: str, methods: list[str] | None = None, folds: int = 5,
-             storage_options: dict | None = None, **options: Any):
-    from mlrdist.datasets import pairs
-    from mlrdist.evaluate import default_methods
-    from mlrdist.evaluate import evaluate as run
-    from mlrdist.ingest import open_faces
+def evaluate(faces: str, out_dir: str, **options: Any):
+    from mlrdist.evaluate import evaluate_store
 
-    X, Y, subjects = pairs(open_faces(faces, storage_options))
-    return run(default_methods(methods), X, Y, list(subjects), folds=folds, out_dir=out_dir, **options)
+    return evaluate_store(faces, out_dir, **options)
 
 
 @task(name="train", task_run_name="train {weights}", **IO_RETRIES)
-def train(faces: str, weights: str, **options: Any):
+def train(faces: str, weights: str, config, **options: Any):
     from mlrdist.train import fit_weights
 
-    return fit_weights(faces, weights, **options)
+    return fit_weights(faces, weights, config, **options)
+
+
+@task(name="weights-current", cache_policy=NO_CACHE)
+def weights_current(faces: str, weights: str, config, **options: Any) -> bool:
+    from mlrdist.train import weights_current as current
+
+    return current(faces, weights, config, **options)
 
 
 @task(name="synthesize", task_run_name="synthesize {inputs} -> {outputs}", **IO_RETRIES)
-def synthesize(weights: str, inputs: str, outputs: str, **options: Any):
+def synthesize(weights: str, inputs: str, outputs: str, config, **options: Any):
     from mlrdist.synthesize import synthesize as run
 
-    return run(weights, inputs, outputs, **options)
+    return run(weights, inputs, outputs, config, **options)
 
 
 @task(name="publish-train-report", cache_policy=NO_CACHE)

@@ -11,7 +11,9 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from .baselines.l2 import FullRidge
+from .config import IngestConfig, SynthesisConfig, TrainConfig
 from .estimator import MaskedRidge
+from .io.location import Location
 
 try:
     __version__ = version("mlrdist")
@@ -23,19 +25,25 @@ _LAZY = {
     "fit_weights": "mlrdist.train",
     "ingest_images": "mlrdist.ingest",
     "load_sample": "mlrdist.datasets",
-    "load_weights": "mlrdist.train",
+    "load_weights": "mlrdist.io.weights_store",
+    "open_faces": "mlrdist.io.faces_store",
     "select_hyperparameters": "mlrdist.select",
     "synthesize": "mlrdist.synthesize",
 }
 
 __all__ = [
     "FullRidge",
+    "IngestConfig",
+    "Location",
     "MaskedRidge",
+    "SynthesisConfig",
+    "TrainConfig",
     "__version__",
     "fit_weights",
     "ingest_images",
     "load_sample",
     "load_weights",
+    "open_faces",
     "select_hyperparameters",
     "synthesize",
 ]

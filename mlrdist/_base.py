@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .preprocess import SCALINGS, check_stack, scale_images, split_targets
+from ._validation import check_dtype, check_stack, split_targets
+from .scaling import SCALINGS, scale_images
 
 __all__ = ["ImageRegressor", "resolve_n_jobs"]
 
@@ -53,6 +54,18 @@ class ImageRegressor:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (for its tools and checks; imported only when asked):
+        a multi-output regressor of image stacks, ``X`` 3-D or 4-D and ``y`` shaped like ``X``."""
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="regressor",
+            target_tags=TargetTags(required=True, multi_output=True, single_output=False),
+            input_tags=InputTags(two_d_array=False, three_d_array=True),
+            regressor_tags=RegressorTags(),
+        )
 
     # -- data handling --------------------------------------------------------------------
     def _check_scaling(self) -> None:
@@ -115,6 +128,4 @@ class ImageRegressor:
         """Fail fast on bad hyper-parameters, before any data is touched."""
 
     def _work_dtype(self) -> np.dtype:
-        from .preprocess import check_dtype
-
         return check_dtype(getattr(self, "dtype", np.float64))

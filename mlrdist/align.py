@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_size
+
 __all__ = [
     "AlignSpec",
     "align_image",
@@ -48,13 +50,8 @@ class AlignSpec:
     right_eye: tuple[float, float] = (0.65, 0.4)
 
     def __post_init__(self) -> None:
-        size = self.size
-        if isinstance(size, int):
-            size = (size, size)
-        size = tuple(int(s) for s in size)
-        if len(size) != 2 or not all(32 <= s <= 1024 for s in size):
-            raise ValueError(f"size must be an int or (H, W), each in 32..1024, got {self.size!r}")
-        object.__setattr__(self, "size", size)
+        size = check_size(self.size)
+        object.__setattr__(self, "size", (size, size) if isinstance(size, int) else size)
         lx, ly = self.left_eye
         rx, ry = self.right_eye
         if not (0 < lx < rx < 1 and 0 < ly < 1 and 0 < ry < 1):

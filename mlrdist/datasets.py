@@ -159,15 +159,14 @@ def load_sample():
     import json
 
     import xarray as xr
-    from PIL import Image
+
+    from .io.images import decode_array
 
     root = resources.files("mlrdist") / "data" / "sample"
     meta = json.loads((root / "sample.json").read_text())
     images, subjects, expressions, sources, digests = [], [], [], [], []
     for row in meta["images"]:
-        data = (root / row["file"]).read_bytes()
-        with Image.open(__import__("io").BytesIO(data)) as im:
-            images.append(np.asarray(im.convert("RGB")))
+        images.append(decode_array((root / row["file"]).read_bytes(), "rgb"))
         subjects.append(row["subject"])
         expressions.append(row["expression"])
         sources.append(row["source"])
@@ -188,10 +187,9 @@ def build_sample(london: str | Path, dest: str | Path, *, subjects=SAMPLE_SUBJEC
     """
     import json
 
-    from PIL import Image
-
     from . import __version__
     from .align import AlignSpec, align_image, read_tem, register_pair
+    from .io.images import decode_image
 
     london, dest = Path(london), Path(dest)
     spec = AlignSpec(size=size)
@@ -201,9 +199,8 @@ def build_sample(london: str | Path, dest: str | Path, *, subjects=SAMPLE_SUBJEC
         eyes = read_tem(london / "neutral" / f"{sid}_03.tem")[:2]
         imgs = {}
         for expr, path in files.items():
-            im = Image.open(path)
-            im.draft("RGB", (4 * size, 4 * size))
-            imgs[expr] = (im.convert("RGB"), im.size[0] / Image.open(path).size[0])
+            dec = decode_image(path.read_bytes(), min_size=(4 * size, 4 * size))
+            imgs[expr] = (dec.image, dec.scale)
         (n, sn), (m, sm) = imgs["neutral"], imgs["smiling"]
         moved, ncc = register_pair(n, m, eyes, ref_scale=sn, moving_scale=sm)
         for expr, im, sc, e, score in (("neutral", n, sn, eyes, 1.0), ("smiling", m, sm, moved, ncc)):
@@ -238,17 +235,11 @@ def pairs(ds, source: str = "neutral", targets: tuple[str, ...] | str = ("smilin
     Y : dict of str -> ndarray, shape (n, H, W, C), uint8
     subjects : list of str, length n, in sorted order
     """
-    if isinstance(targets, str):
-        targets = (targets,)
-    subj = [str(s) for s in ds["subject"].values.tolist()]
-    expr = [str(e) for e in ds["expression"].values.tolist()]
-    first: dict[tuple[str, str], int] = {}
-    for i, key in enumerate(zip(subj, expr, strict=True)):
-        first.setdefault(key, i)
-    keep = sorted(s for s in set(subj) if all((s, e) in first for e in (source, *targets)))
-    if not keep:
-        raise ValueError(f"no subject has {source!r} and all of {list(targets)}; expressions: {sorted(set(expr))}")
+    from .labels import pair_indices
+
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)
+    p = pair_indices(ds["subject"].values, ds["expression"].values, source, targets)
     image = ds["image"]
-    X = np.asarray(image[[first[s, source] for s in keep]].values)
-    Y = {t: np.asarray(image[[first[s, t] for s in keep]].values) for t in targets}
-    return X, Y, keep
+    X = np.asarray(image[p.source.tolist()].values)
+    Y = {t: np.asarray(image[p.targets[j].tolist()].values) for j, t in enumerate(targets)}
+    return X, Y, list(p.subjects)

@@ -6,16 +6,14 @@ One embedded LocalCluster (or the given scheduler) serves every stage.
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DemoResult", "run_demo", "DEMO_METHODS"]
+__all__ = ["DEMO_METHODS", "DemoResult", "run_demo"]
 
 DEMO_METHODS = ("MR", "l2", "l1-masked", "l0-masked", "rrr", "pcr", "kernel")
-SAMPLE_LABELS = r"(?P<expression>neutral|smiling)/(?P<subject>\d+)\.png$"
 
 
 @dataclass
@@ -33,7 +31,7 @@ def _sources(data: str | Path | None) -> tuple[str, dict, str | None, str]:
 
     if data is None:
         root = resources.files("mlrdist") / "data" / "sample"
-        return str(root), {"labels": SAMPLE_LABELS, "align": "none"}, str(root / "neutral"), (
+        return str(root), {"labels": "sample", "align": "none"}, str(root / "neutral"), (
             "the packaged sample: 12 London subjects, neutral and smiling, 128 x 128 colour "
             "(DeBruine & Jones 2017, CC BY 4.0)"
         )
@@ -64,7 +62,8 @@ def run_demo(
     from .datasets import pairs
     from .evaluate import default_methods, evaluate
     from .execution import open_executor
-    from .ingest import ingest_images, open_faces
+    from .ingest import ingest_images
+    from .io.faces_store import open_faces
     from .synthesize import synthesize
     from .train import fit_weights
 
@@ -122,31 +121,26 @@ def _best_line(result) -> str:
 
 
 def _write_report(res: DemoResult, result, described: str, np) -> None:
+    from .report import Page
+
     out = res.out_dir
-    rows = "".join(
-        f"<tr><td>{html.escape(r['method'])}</td><td>{r['mse']:.5f} ± {r['mse_std']:.5f}</td>"
-        f"<td>{r['psnr']:.2f}</td><td>{r['ssim']:.3f}</td><td>{r.get('n_parameters') or ''}</td>"
-        f"<td>{r.get('fit_seconds', 0):.2f}</td></tr>"
-        for r in sorted(result.table(), key=lambda r: r["mse"])
-    )
-    figures = "".join(
-        f"<h3>{html.escape(name)}</h3><img src='{html.escape(str(Path(path).relative_to(out)))}' style='max-width:100%'>"
-        for name, path in result.figures.items() if Path(path).suffix == ".png" and Path(path).is_relative_to(out)
-    )
+    rows = [[r["method"], f"{r['mse']:.5f} ± {r['mse_std']:.5f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
+             f"{r.get('n_parameters') or ''}", f"{r.get('fit_seconds', 0):.2f}"]
+            for r in sorted(result.table(), key=lambda r: r["mse"])]
+    page = Page("mlrdist demo").text(f"Data: {described}. Finished in {res.seconds:.0f} s.")
+    page.heading("Stages").items([f"{k}: {v}" for k, v in res.summaries.items()])
+    page.heading("Comparison (subject-disjoint cross-validation)")
+    page.table(["method", "MSE", "PSNR (dB)", "SSIM", "parameters", "fit (s)"], rows)
+    if result.errors:
+        page.text("Not run:").items([f"{m}: {e}" for m, e in result.errors.items()])
+    page.text("Full evaluation report: evaluation/report.html")
+    for name, path in result.figures.items():
+        if Path(path).suffix == ".png" and Path(path).is_relative_to(out):
+            page.heading(name).image(name, path)
     preview = Path(res.paths["preview"])
-    photo = (f"<h2>Synthesis of photos</h2><img src='{preview.name}' style='max-width:100%'>" if preview.exists() else "")
-    errors = "".join(f"<li>{html.escape(m)}: {html.escape(e)}</li>" for m, e in result.errors.items())
-    stages = "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in res.summaries.items())
-    paths = "".join(f"<li>{k}: <code>{html.escape(v)}</code></li>" for k, v in res.paths.items())
-    res.report.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>mlrdist demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}td,th{{padding:2px 10px}}
-table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}</style></head><body>
-<h1>mlrdist demo</h1><p>Data: {html.escape(described)}. Finished in {res.seconds:.0f} s.</p>
-<h2>Stages</h2><ul>{stages}</ul>
-<h2>Comparison (subject-disjoint cross-validation)</h2>
-<table><tr><th>method</th><th>MSE</th><th>PSNR (dB)</th><th>SSIM</th><th>parameters</th><th>fit (s)</th></tr>{rows}</table>
-{"<p>Not run:</p><ul>" + errors + "</ul>" if errors else ""}
-<p>Full evaluation report: <a href="evaluation/report.html">evaluation/report.html</a></p>
-{figures}{photo}<h2>Files written</h2><ul>{paths}</ul></body></html>""")
+    if preview.exists():
+        page.heading("Synthesis of photos").image("photo preview", preview)
+    page.heading("Files written").items([f"{k}: {v}" for k, v in res.paths.items()])
+    page.write(out, "report")
     (out / "demo.json").write_text(json.dumps({"summaries": res.summaries, "paths": res.paths,
                                                "seconds": res.seconds}, indent=1))

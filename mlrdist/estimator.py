@@ -7,14 +7,15 @@ from typing import Any
 import numpy as np
 
 from ._base import ImageRegressor, resolve_n_jobs
+from ._validation import COLOURS, check_alpha
+from .execution import thread_map
 from .kernels.apply import apply_region
-from .kernels.ridge import SOLVERS, fit_region
+from .kernels.cost import SOLVERS, default_subtile
+from .kernels.ridge import fit_region
 from .kernels.windows import check_receptive_field, pad_samples_last
-from .preprocess import check_alpha
+from .tiles import row_bands
 
-__all__ = ["COLOURS", "MaskedRidge"]
-
-COLOURS = ("per_channel", "joint")
+__all__ = ["MaskedRidge", "fit_rows"]
 
 
 class MaskedRidge(ImageRegressor):
@@ -36,7 +37,7 @@ class MaskedRidge(ImageRegressor):
         Working precision. float32 builds Grams in single precision and factorises in
         double (windows centred first); predictions stay within 1e-4 of float64.
     scaling : {"unit", "minmax", "none"}, default "unit"
-        Intensity scaling, see :mod:`mlrdist.preprocess`.
+        Intensity scaling, see :mod:`mlrdist.scaling`.
     solver : {"auto", "primal", "gram", "dual", "box"}, default "auto"
         Exact solver path (all agree to rounding); ``auto`` picks the cheapest.
     n_jobs : int or None, default None
@@ -97,24 +98,48 @@ class MaskedRidge(ImageRegressor):
         k = self._check_params(X.shape[1:3])
         source = pad_samples_last(X, k // 2)  # (Hp, Wp, C, n)
         targets = np.ascontiguousarray(Y.transpose(2, 3, 0, 4, 1))  # (H, W, m, C, n)
-        self.coef_, self.intercept_ = fit_region(
-            source,
-            targets,
-            receptive_field=k,
-            alpha=float(self.alpha),
-            colour=self.colour,
-            solver=self.solver,
-            n_jobs=resolve_n_jobs(self.n_jobs),
+        self.coef_, self.intercept_ = fit_rows(
+            source, targets, receptive_field=k, alpha=float(self.alpha), colour=self.colour,
+            solver=self.solver, n_jobs=resolve_n_jobs(self.n_jobs),
         )
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         k = check_receptive_field(self.receptive_field)
-        return apply_region(
-            X,
-            self.coef_,
-            self.intercept_,
-            colour=self.colour,
-            pad=k // 2,
-            clip=self._clip_range,
-            n_jobs=resolve_n_jobs(self.n_jobs),
-        )
+        bands = row_bands(X.shape[1], resolve_n_jobs(self.n_jobs))
+
+        def run(rows: tuple[int, int]) -> np.ndarray:
+            return apply_region(X, self.coef_, self.intercept_, colour=self.colour, pad=k // 2,
+                                clip=self._clip_range, rows=rows)
+
+        parts = thread_map(run, bands, len(bands))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+
+def fit_rows(
+    source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    receptive_field: int,
+    alpha: float,
+    colour: str = "per_channel",
+    solver: str = "auto",
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mlrdist.kernels.ridge.fit_region` over row bands on ``n_jobs`` threads.
+
+    Bands are whole multiples of the kernel's sub-tiles, so the result is the same bytes
+    for any ``n_jobs``. Shapes as :func:`~mlrdist.kernels.ridge.fit_region`.
+    """
+    k = receptive_field
+    h = targets.shape[0]
+    bands = row_bands(h, n_jobs, default_subtile(k))
+
+    def run(rows: tuple[int, int]):
+        y0, y1 = rows
+        return fit_region(source[y0 : y1 + k - 1], targets[y0:y1], receptive_field=k, alpha=alpha,
+                          colour=colour, solver=solver)
+
+    parts = thread_map(run, bands, n_jobs)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts], axis=2), np.concatenate([p[1] for p in parts], axis=2)

@@ -1,29 +1,17 @@
-"""Evaluation: metrics, subject-disjoint cross-validation of several methods, figures, report.
+"""Stage 4: subject-disjoint cross-validated comparison of MR with the paper's baselines.
 
-* Metrics on images scaled to ``[0, 1]`` (each method's own ``scaling``): :func:`mse` (the
-  paper's: mean squared error over pixels), :func:`psnr`, :func:`ssim` (Gaussian-window SSIM
-  of Wang et al. 2004, ``sigma = 1.5``, population covariances, border of ``(win-1)/2``
-  pixels cropped before averaging: scikit-image's ``structural_similarity(...,
-  gaussian_weights=True, use_sample_covariance=False)``).
 * :func:`evaluate` -- every method fitted and scored on the same subject-disjoint K folds
   (all targets in one multi-target fit); per method and target the mean and std over folds
-  of each metric (a fold's value is the mean over its test images), the parameter count,
-  the fit and predict wall time, and the **peak traced heap** during fit + predict measured
-  with :mod:`tracemalloc` (NumPy reports its buffers to it; memory allocated inside BLAS or
-  by other processes is not counted).
-* :func:`write_report` -- ``results.json``, ``report.md`` (links the PNGs) and a
-  self-contained ``report.html`` (PNGs inlined as data URIs) with the metric table,
-  the comparison grids (rows test subjects, columns input | target | methods) and the
-  receptive-field/weight images of masked ridge models.
-
-Pillow is needed for the figures only.
+  of each metric of :mod:`mlrdist.metrics` (a fold's value is the mean over its test
+  images), the parameter count, the fit and predict wall time, and the **peak traced heap**
+  during fit + predict measured with :mod:`tracemalloc` (NumPy reports its buffers to it;
+  memory allocated inside BLAS or by other processes is not counted).
+* :func:`evaluate_store` -- the same on the pairs of a faces.zarr (or the packaged sample),
+  with the figures and the report of :mod:`mlrdist.report`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import time
 import tracemalloc
 from collections.abc import Mapping, Sequence
@@ -32,27 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from .baselines._select import clone, group_kfold
-from .preprocess import check_stack, scale_images
+from ._validation import check_stack
+from .metrics import METRICS, score
+from .scaling import scale_images, to_uint8
+from .select import clone, group_kfold
 
 __all__ = [
     "METHOD_GRIDS",
     "EvaluationResult",
-    "application_grid",
-    "comparison_grid",
     "count_parameters",
     "default_methods",
     "evaluate",
-    "mse",
-    "psnr",
-    "ssim",
-    "weight_figure",
-    "write_report",
+    "evaluate_store",
+    "load_pairs",
 ]
-
-METRICS = ("mse", "psnr", "ssim")
 
 
 # -- the compared methods ---------------------------------------------------------------
@@ -95,7 +77,7 @@ def default_methods(names: Sequence[str] | None = None, *, tune: bool = False, f
     """
     from importlib import import_module
 
-    from .baselines._select import TunedRegressor
+    from .select import TunedRegressor
 
     names = list(METHOD_GRIDS) if names is None else list(names)
     unknown = sorted(set(names) - set(METHOD_GRIDS))
@@ -108,77 +90,6 @@ def default_methods(names: Sequence[str] | None = None, *, tune: bool = False, f
         est = getattr(import_module(module), cls)(**params, **common)
         out[name] = TunedRegressor(est, grid, folds) if tune else est
     return out
-
-
-# -- metrics ----------------------------------------------------------------------------
-def _pairs4(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
-    if a.ndim == 2:
-        a, b = a[None], b[None]
-    if a.ndim == 3:  # (n, H, W)
-        a, b = a[..., None], b[..., None]
-    if a.ndim != 4:
-        raise ValueError(f"expected (H, W), (n, H, W) or (n, H, W, C) images, got shape {a.shape}")
-    return a, b
-
-
-def mse(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Mean squared error over pixels (and channels) of each image.
-
-    Parameters
-    ----------
-    pred, truth : ndarray, shape (H, W), (n, H, W) or (n, H, W, C), values in [0, 1]
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    a, b = _pairs4(pred, truth)
-    return ((a - b) ** 2).mean(axis=(1, 2, 3))
-
-
-def psnr(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> np.ndarray:
-    """Peak signal-to-noise ratio in dB of each image, ``10 log10(R^2 / MSE)`` (inf if equal).
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    err = mse(pred, truth)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range**2 / err)
-
-
-def ssim(
-    pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0, sigma: float = 1.5,
-    k1: float = 0.01, k2: float = 0.03, truncate: float = 3.5,
-) -> np.ndarray:
-    """Mean structural similarity of each image (Gaussian window, per channel, averaged).
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    a, b = _pairs4(pred, truth)
-    pad = int(truncate * sigma + 0.5)
-    if min(a.shape[1:3]) <= 2 * pad:
-        raise ValueError(f"SSIM needs images larger than {2 * pad + 1} pixels, got {a.shape[1:3]}")
-
-    def blur(z: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(z, sigma=(0, sigma, sigma, 0), truncate=truncate, mode="reflect")
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s[:, pad:-pad, pad:-pad].mean(axis=(1, 2, 3))
-
-
-_METRIC_FUNCS = {"mse": mse, "psnr": psnr, "ssim": ssim}
 
 
 # -- results -----------------------------------------------------------------------------
@@ -333,6 +244,8 @@ def evaluate(
         errors=errors,
     )
     if out_dir is not None:
+        from .report import write_figures, write_report
+
         result.figures = write_figures(result, X, Y, shown_idx, grids, fitted, out_dir)
         write_report(result, out_dir)
     return result
@@ -354,11 +267,11 @@ def _evaluate_method(name, template, X, Y, splits, shown_idx, progress):
         truth = _scaled_targets(Y, test, est.scaling)
         for t in Y:
             for k in METRICS:
-                scores[t][k].append(float(np.mean(_METRIC_FUNCS[k](pred[t], truth[t]))))
+                scores[t][k].append(float(np.mean(score(k, pred[t], truth[t]))))
             for row, i in enumerate(shown_idx):
                 hit = np.flatnonzero(test == i)
                 if hit.size:
-                    grid[t][row] = _to_uint8(pred[t][hit[0]])
+                    grid[t][row] = to_uint8(np.clip(pred[t][hit[0]], 0, 1))
         for key, v in r.items():
             res[key].append(v)
         if hasattr(est, "best_params_"):
@@ -379,181 +292,33 @@ def _evaluate_method(name, template, X, Y, splits, shown_idx, progress):
     return {"metrics": metrics, "resources": resources}, grid, getattr(est, "best_estimator_", est)
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return (np.clip(np.asarray(img, dtype=np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+def load_pairs(faces: str | None = None, source: str = "neutral", targets: Sequence[str] = ("smiling",), *,
+               gray: bool = False, size: int | None = None, storage_options: dict | None = None,
+               max_subjects: int | None = None):
+    """Training pairs ``(X, {target: Y}, subjects)`` of a faces.zarr URL (or of the packaged
+    sample when ``faces`` is None), optionally resized to ``size`` and made gray."""
+    from .datasets import load_sample, pairs
+    from .io.faces_store import open_faces
+    from .io.images import resize_stack
+
+    ds = load_sample() if faces is None else open_faces(faces, storage_options)  # committed samples
+    X, Y, subjects = pairs(ds, source=source, targets=tuple(targets))
+    if max_subjects:
+        X, subjects = X[:max_subjects], subjects[:max_subjects]
+        Y = {t: y[:max_subjects] for t, y in Y.items()}
+    return resize_stack(X, size, gray), {t: resize_stack(y, size, gray) for t, y in Y.items()}, subjects
 
 
-# -- figures -----------------------------------------------------------------------------
-def _rgb(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = img[..., None]
-    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
-
-
-def _label_sheet(cells: list[list[np.ndarray]], labels: list[str], cell: int, row_labels=None):
-    """Compose rows of equally sized RGB uint8 cells with a header row of labels."""
-    from PIL import Image, ImageDraw
-
-    head, left, gap = 18, (60 if row_labels else 0), 3
-    cols = max(len(r) for r in cells)
-    step = cell + gap
-    sheet = Image.new("RGB", (left + cols * step, head + len(cells) * step), "white")
-    draw = ImageDraw.Draw(sheet)
-    for j, text in enumerate(labels):
-        draw.text((left + j * step + 2, 3), text[: max(cell // 6, 4)], fill="black")
-    for i, row in enumerate(cells):
-        if row_labels:
-            draw.text((3, head + i * step + cell // 2 - 5), str(row_labels[i])[:9], fill="black")
-        for j, img in enumerate(row):
-            small = img.shape[0] < cell // 2
-            tile = Image.fromarray(_rgb(img)).resize((cell, cell), Image.NEAREST if small else Image.BICUBIC)
-            sheet.paste(tile, (left + j * step, head + i * step))
-    return sheet
-
-
-def comparison_grid(inputs, targets, preds: dict[str, np.ndarray], row_labels, path, cell: int = 128) -> None:
-    """PNG grid: rows subjects, columns input | target | one per method.
-
-    ``inputs``, ``targets``, each ``preds[m]``: uint8 ``(rows, H, W, C)``.
-    """
-    labels = ["input", "target", *preds]
-    cells = [[inputs[i], targets[i], *(p[i] for p in preds.values())] for i in range(len(inputs))]
-    _label_sheet(cells, labels, cell, row_labels).save(path)
-
-
-def application_grid(inputs, preds: dict[str, np.ndarray], row_labels, path, cell: int = 128) -> None:
-    """PNG grid without ground truth: rows images, columns input | one per method.
-
-    ``inputs``, each ``preds[m]``: uint8 ``(rows, H, W, C)``.
-    """
-    cells = [[inputs[i], *(p[i] for p in preds.values())] for i in range(len(inputs))]
-    _label_sheet(cells, ["input", *preds], cell, row_labels).save(path)
-
-
-def _diverging(a: np.ndarray, scale: float | None = None) -> np.ndarray:
-    """Blue (negative) - white - red (positive), symmetric at ``scale`` (default: the 99th
-    percentile of ``|a|``)."""
-    s = scale or float(np.percentile(np.abs(a), 99)) or 1.0
-    v = np.clip(a / s, -1, 1)[..., None]
-    pos, neg = np.array([1.0, 0.2, 0.1]), np.array([0.1, 0.3, 1.0])
-    rgb = np.where(v >= 0, 1 - v * (1 - pos), 1 + v * (1 - neg))
-    return (rgb * 255 + 0.5).astype(np.uint8)
-
-
-def weight_figure(est: Any, path, target: int = 0, channel: int = 0, cell: int = 160) -> None:
-    """Receptive-field images of a fitted MaskedRidge: centre-weight, window-sum and
-    intercept maps, then the ``k x k`` weights at five pixels (eyes, nose, mouth corners)."""
-    coef, b = np.asarray(est.coef_)[target, channel], np.asarray(est.intercept_)[target, channel]
-    H, W, F = coef.shape
-    k = int(est.receptive_field)
-    C = F // (k * k)
-    win = coef.reshape(H, W, k * k, C)[..., min(channel, C - 1)] if C > 1 else coef
-    spots = [(0.40, 0.33), (0.40, 0.67), (0.58, 0.50), (0.75, 0.38), (0.75, 0.62)]
-    pix = [(min(int(fy * H), H - 1), min(int(fx * W), W - 1)) for fy, fx in spots]
-    maps = [("centre weight", win[..., k * k // 2]), ("window sum", win.sum(-1)), ("intercept", b)]
-    scale = float(np.percentile(np.abs(win), 99)) or 1.0
-    cells = [[_diverging(m) for _, m in maps] + [_diverging(win[y, x].reshape(k, k), scale) for y, x in pix]]
-    maps += [(f"{k}x{k} @{y},{x}", None) for y, x in pix]
-    _label_sheet(cells, [m for m, _ in maps], cell).save(path)
-
-
-def write_figures(result, X, Y, shown_idx, grids, fitted, out_dir) -> dict[str, str]:
-    """Comparison grid per target and weight images per masked ridge method; returns paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = _to_uint8(scale_images(X[shown_idx], "unit", np.float64))
-    figs = {}
-    cell = max(96, min(160, X.shape[1]))
-    for t, y in Y.items():
-        targets = _to_uint8(scale_images(y[shown_idx], "unit", np.float64))
-        path = out / f"grid_{_slug(t)}.png"
-        comparison_grid(inputs, targets, {m: g[t] for m, g in grids.items()}, result.info["grid_subjects"], path, cell)
-        figs[f"grid {t}"] = str(path)
-    for m, est in fitted.items():
-        if type(est).__name__ == "MaskedRidge":
-            path = out / f"weights_{_slug(m)}.png"
-            weight_figure(est, path)
-            figs[f"weights {m}"] = str(path)
-    return figs
-
-
-def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(s))
-
-
-# -- report ------------------------------------------------------------------------------
-_COLS = [("MSE", "mse", "{:.5f}"), ("PSNR dB", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.4f}")]
-
-
-def _rows_text(result: EvaluationResult) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "target", *(c for c, _, _ in _COLS), "parameters", "fit s", "peak MiB"]
-    rows = []
-    for r in result.table():
-        cells = [r["method"], r["target"]]
-        cells += [f"{fmt.format(r[k])} ± {fmt.format(r[k + '_std'])}" for _, k, fmt in _COLS]
-        n = r["n_parameters"]
-        cells += [f"{n:,}" if n is not None else "?", f"{r['fit_seconds']:.2f}", f"{r['peak_memory_bytes'] / 2**20:.0f}"]
-        rows.append(cells)
-    return head, rows
-
-
-def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``report.md`` and a self-contained ``report.html``.
-
-    Returns
-    -------
-    dict of str -> Path
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = _collect_figures(result.figures, out)
-    head, rows = _rows_text(result)
-    info = result.info
-    intro = (f"{info.get('n_pairs')} pairs of {info.get('n_subjects')} subjects, images "
-             f"{info.get('image_shape')}, {info.get('n_folds')}-fold subject-disjoint cross-validation "
-             f"(seed {info.get('seed')}); metrics on [0, 1] images, mean ± std over folds. "
-             f"Memory: {info.get('memory')}.")
-    md = ["# Method comparison", "", intro, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    for m, e in result.errors.items():
-        md.append(f"\n*{m}* not run: {e}")
-    for m, r in result.resources.items():
-        if r.get("chosen_params"):
-            md.append(f"\n*{m}* hyper-parameters chosen per fold (inner CV): {r['chosen_params']}")
-    for title, name in names.items():
-        md += ["", f"## {title}", "", f"![{title}]({name})"]
-    paths = {"json": out / "results.json", "md": out / "report.md", "html": out / "report.html"}
-    paths["md"].write_text("\n".join(md) + "\n")
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=1, default=str))
-    paths["html"].write_text(_html(intro, head, rows, result, names, out))
-    return paths
-
-
-def _collect_figures(figures: dict[str, str], out: Path) -> dict[str, str]:
-    """Copy figures written elsewhere into ``out``; return title -> file name."""
-    import shutil
-
-    names = {}
-    for title, path in figures.items():
-        src = Path(path)
-        if src.resolve().parent != out.resolve():
-            shutil.copyfile(src, out / src.name)
-        names[title] = src.name
-    return names
-
-
-def _html(intro, head, rows, result, names, out: Path) -> str:
-    e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>mlrdist comparison</title>",
-             "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ccc}</style>",
-             f"</head><body><h1>Method comparison</h1><p>{e(intro)}</p><table><tr>"]
-    parts += [f"<th>{e(h)}</th>" for h in head] + ["</tr>"]
-    parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
-    parts.append("</table>")
-    parts += [f"<p><b>{e(m)}</b> not run: {e(err)}</p>" for m, err in result.errors.items()]
-    for title, name in names.items():
-        data = base64.b64encode((out / name).read_bytes()).decode()
-        parts.append(f"<h2>{e(title)}</h2><img alt='{e(name)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def evaluate_store(faces: str | None, out_dir: str | Path, methods: Sequence[str] | None = None, *,
+                   source: str = "neutral", targets: Sequence[str] = ("smiling",), folds: int = 5,
+                   seed: int = 0, tune: bool = False, scaling: str = "unit", size: int | None = None,
+                   gray: bool = False, max_subjects: int | None = None, storage_options: dict | None = None,
+                   progress: bool = False) -> EvaluationResult:
+    """:func:`evaluate` the methods named in ``methods`` (default all of
+    :data:`METHOD_GRIDS`) on the pairs of ``faces`` and write the report to ``out_dir``."""
+    estimators = default_methods(methods, tune=tune, scaling=scaling)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer of at least 2, got {folds!r}")
+    X, Y, subjects = load_pairs(faces, source, targets, gray=gray, size=size, storage_options=storage_options,
+                                max_subjects=max_subjects)
+    return evaluate(estimators, X, Y, list(subjects), folds=folds, seed=seed, out_dir=out_dir, progress=progress)

@@ -1,58 +1,35 @@
 """Stage 1: image files (folders, globs, archives, s3://) -> faces.zarr, aligned and resized.
 
-faces.zarr (an xarray Dataset, zarr 3, ``consolidated=False``)::
-
-    image       (sample, y, x, channel) uint8, chunks (<=256, tile, tile, C), zstd
-    subject     (sample) str          expression (sample) str
-    source      (sample) str, the original file's URL
-    digest      (sample) str, sha256 of the original file's bytes (the key of idempotence)
-    attrs       size [H, W], colour "rgb"|"gray", alignment {method, eyes, margin, ...},
-                citation, mlrdist_version, n_committed
-
 Work runs on Dask in batches of files (a subject's files always share a batch, so a smiling
-shot can be registered to the same person's neutral one), a few batches per worker per wave;
-after each wave the driver appends the new rows. Appending is crash-consistent: the arrays
-are grown and written first, and ``n_committed`` is raised last; :func:`open_faces` reads
-only committed rows, and the next ingest cuts any uncommitted tail before appending.
-Re-running adds nothing (known digests are skipped); a grown source adds only new files.
+shot can be registered to the same person's neutral one), a few batches per worker in
+flight; the driver appends and commits each batch's rows as it arrives (see
+:mod:`mlrdist.io.faces_store` for the layout and the commit protocol). Re-running adds
+nothing (known digests are skipped); a grown source adds only new files.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
-import itertools
 import json
-import math
-import re
-import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .align import AlignSpec, align_image, read_tem, register_pair
-from .io.images import ImageDecodeError, decode_image, to_array
+from .config import IngestConfig, build_config
+from .execution import open_executor
+from .io.faces_store import COORDS, FacesWriter, Rows
+from .io.images import ImageDecodeError, decode_image, fit_resize, to_array
+from .io.location import Location
 from .io.sources import Listing, SourceFile, list_sources, read_batch
+from .io.stores import read_bytes
+from .labels import label_rule
 
-__all__ = ["ALIGN_MODES", "LABEL_PRESETS", "FileRecord", "IngestReport", "ingest_images", "open_faces"]
+__all__ = ["FileRecord", "IngestReport", "ingest_images"]
 
-ALIGN_MODES = ("auto", "landmarks", "detector", "none")
-LABEL_PRESETS = {
-    # Face Research Lab London Set: neutral/NNN_03.jpg, smiling/NNN_08.jpg
-    "london": (r"(?:^|/)(?P<expression>neutral|smiling)/(?P<subject>\d{3})_(?:03|08)\.jpe?g$",
-               ("neutral", "smiling")),
-    # Yale faces: SS_expression.png (e.g. 01_happy.png)
-    "yale": (r"(?:^|/)(?P<subject>\d{2})_(?P<expression>[a-z]+)\.(?:png|gif|pgm)$", None),
-}
-CITATIONS = {
-    "london": "DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
-              "doi:10.6084/m9.figshare.5047666.v5 (CC BY 4.0)",
-    "yale": "Belhumeur, Hespanha, Kriegman, 'Eigenfaces vs. Fisherfaces', IEEE TPAMI 19(7), 1997",
-}
-COORDS = ("subject", "expression", "source", "digest")
 NEUTRAL = ("neutral", "normal")
 MIN_NCC = 0.75  # registrations correlating less are refused (large pose or scale changes)
 
@@ -139,7 +116,9 @@ class IngestReport:
         return self.summary()
 
 
-# --------------------------------------------------------------------------- labels
+
+
+# --------------------------------------------------------------------------- plan
 
 
 @dataclass(frozen=True)
@@ -150,61 +129,6 @@ class _Item:
     template: SourceFile | None
     method: str  # landmarks | register | detector | none
     reference: int | None = None  # index in the batch of the image to register to
-
-
-def _label_rule(labels: str, storage_options) -> tuple[Any, tuple[str, ...] | None, str]:
-    """(labeller(name) -> (subject, expression) | None, expected expressions, citation)."""
-    if labels in LABEL_PRESETS:
-        pattern, expected = LABEL_PRESETS[labels]
-        rx = re.compile(pattern)
-        return _regex_labeller(rx), expected, CITATIONS[labels]
-    if labels.lower().endswith(".csv"):
-        return _manifest_labeller(labels, storage_options), None, ""
-    try:
-        rx = re.compile(labels)
-    except re.error as exc:
-        raise ValueError(f"labels is neither a preset {sorted(LABEL_PRESETS)}, a manifest .csv, nor a valid regex: {exc}") from None
-    if not {"subject", "expression"} <= set(rx.groupindex):
-        raise ValueError("a labels regex needs the named groups (?P<subject>...) and (?P<expression>...), "
-                         f"got {labels!r}")
-    return _regex_labeller(rx), None, ""
-
-
-def _regex_labeller(rx: re.Pattern):
-    def label(name: str):
-        m = rx.search(name)
-        return (m["subject"], m["expression"]) if m else None
-
-    return label
-
-
-def _manifest_labeller(path: str, storage_options):
-    """A CSV with columns ``file`` (name relative to the source, or URL), ``subject``, ``expression``."""
-    import csv
-    import io
-
-    import fsspec
-
-    with fsspec.open(path, "rb", **(storage_options or {}) if "://" in path else {}) as f:
-        rows = list(csv.DictReader(io.TextIOWrapper(f, encoding="utf-8")))
-    if not rows or not {"file", "subject", "expression"} <= set(rows[0]):
-        raise ValueError(f"manifest {path!r} needs the columns file, subject, expression")
-    table = {r["file"].strip().lstrip("./"): (r["subject"].strip(), r["expression"].strip()) for r in rows}
-
-    def label(name: str):
-        return table.get(name) or table.get(name.rsplit("/", 1)[-1])
-
-    return label
-
-
-def _check_args(size, colour: str, align: str, batch_size: int) -> AlignSpec:
-    if colour not in ("rgb", "gray"):
-        raise ValueError(f"colour must be 'rgb' or 'gray', got {colour!r}")
-    if align not in ALIGN_MODES:
-        raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return AlignSpec(size=size)
 
 
 def _detector_available() -> bool:
@@ -274,15 +198,10 @@ def _batches(groups: list[list[_Item]], batch_size: int) -> list[list[_Item]]:
             out.append(cur)
             cur = []
         base = len(cur)
-        cur.extend(_Item(**{**asdict_shallow(it), "reference": None if it.reference is None else base + it.reference})
-                   for it in g)
+        cur.extend(replace(it, reference=None if it.reference is None else base + it.reference) for it in g)
     if cur:
         out.append(cur)
     return out
-
-
-def asdict_shallow(it: _Item) -> dict:
-    return {k: getattr(it, k) for k in it.__dataclass_fields__}
 
 
 # --------------------------------------------------------------------------- worker
@@ -299,8 +218,7 @@ class _Job:
 
 @dataclass
 class _Result:
-    images: np.ndarray  # (k, H, W, C) uint8
-    coords: dict[str, list[str]]
+    rows: Rows
     records: list[FileRecord]
     invalid_pairs: list[dict]
 
@@ -341,7 +259,7 @@ def _process_batch(job: _Job) -> _Result:
     H, W = job.spec.size
     C = 3 if job.colour == "rgb" else 1
     images = np.stack(rows) if rows else np.zeros((0, H, W, C), np.uint8)
-    return _Result(images, coords, [r for r in records if r is not None], invalid)
+    return _Result(Rows(images, coords), [r for r in records if r is not None], invalid)
 
 
 def _skip(it: _Item, reason: str) -> FileRecord:
@@ -385,7 +303,7 @@ def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
     out_eye_dist = float(np.ptp(spec.eyes_px()[:, 0]))
     if it.method == "none":
         dec = decode_image(data, colour=job.colour, min_size=(W, H))
-        return _fit_resize(dec.image, (W, H)), rec
+        return fit_resize(dec.image, (W, H)), rec
     if it.method == "landmarks":
         eyes = _template_eyes(tem_bytes[it.template.url], it.template.url)
         ed = float(np.hypot(*(eyes[1] - eyes[0])))
@@ -435,311 +353,106 @@ def _eye_error(eyes: np.ndarray, truth: np.ndarray, spec: AlignSpec) -> float:
     return round(float(np.max(np.hypot(*(out[:, :2] - spec.eyes_px()).T))), 3)
 
 
-def _fit_resize(img, size: tuple[int, int]):
-    """Centre-crop to the aspect of ``size`` (W, H) and resize (bicubic, antialiased)."""
-    from PIL import Image
-
-    W, H = size
-    w, h = img.size
-    if w * H > h * W:
-        cw, ch = h * W / H, h
-    else:
-        cw, ch = w, w * H / W
-    box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-    return img.resize((W, H), Image.Resampling.BICUBIC, box=box)
-
-
-# --------------------------------------------------------------------------- store
-
-
-def open_faces(url: str, storage_options: dict | None = None):
-    """A faces.zarr as an xarray Dataset (lazy), committed samples only."""
-    import xarray as xr
-    import zarr
-
-    from .io.stores import open_store
-
-    store = open_store(url, storage_options, read_only=True)
-    n = zarr.open_group(store, mode="r").attrs.get("n_committed")
-    ds = _open_arrays(store) if n is not None else xr.open_zarr(store, consolidated=False)
-    return ds.isel(sample=slice(0, n)) if n is not None else ds
-
-
-def _open_arrays(store):
-    """Open a faces store whose arrays may disagree in length after a killed append."""
-    import xarray as xr
-    import zarr
-
-    g = zarr.open_group(store, mode="r")
-    n = int(g.attrs["n_committed"])
-    image = xr.open_zarr(store, consolidated=False, drop_variables=list(COORDS))["image"]
-    ds = image.isel(sample=slice(0, n)).to_dataset()
-    for k in COORDS:
-        ds = ds.assign_coords({k: ("sample", np.asarray(g[k][:n]).astype(object))})
-    ds.attrs.update({k: v for k, v in g.attrs.items()})
-    return ds
-
-
-def _prepare_store(dest, storage_options, spec: AlignSpec, colour: str, align: str):
-    """(zarr group or None, known digests). Checks a store's settings; cuts an uncommitted tail."""
-    import zarr
-
-    from .io.stores import group_exists, open_store
-
-    if not group_exists(dest, storage_options):
-        return None, frozenset()
-    g = zarr.open_group(open_store(dest, storage_options), mode="a")
-    attrs = g.attrs.asdict()
-    if "image" not in g or "n_committed" not in attrs:
-        raise ValueError(f"{dest!r} exists but is not a faces store written by mlrdist ingest; choose another dest")
-    want = {"size": list(spec.size), "colour": colour}
-    have = {k: attrs.get(k) for k in want}
-    if have != want:
-        raise ValueError(f"{dest!r} holds images with {have}; this run asks for {want}: use another dest")
-    if attrs.get("alignment", {}).get("eyes_px") != spec.to_attrs(align)["eyes_px"]:
-        raise ValueError(f"{dest!r} was aligned with other canonical eye positions; use another dest")
-    n = int(attrs["n_committed"])
-    for k in ("image", *COORDS):
-        if g[k].shape[0] != n:
-            g[k].resize((n, *g[k].shape[1:]))
-    return g, frozenset(str(d) for d in np.asarray(g["digest"][:n]).tolist())
-
-
-def _create_store(dest, storage_options, result: _Result, spec, colour, align, citation):
-    import xarray as xr
-    import zarr
-    from zarr.codecs import BloscCodec
-
-    from . import __version__
-    from .io.stores import open_store
-
-    H, W = spec.size
-    C = result.images.shape[-1]
-    tile = min(128, H), min(128, W)
-    ds = xr.Dataset({"image": (("sample", "y", "x", "channel"), result.images)},
-                    coords={k: ("sample", np.array(v, dtype=object)) for k, v in result.coords.items()})
-    ds.attrs.update({"size": [H, W], "colour": colour, "alignment": spec.to_attrs(align), "citation": citation,
-                     "mlrdist_version": __version__, "n_committed": 0})
-    enc = {"image": {"chunks": (_sample_chunk(spec, colour), *tile, C), "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}}
-    store = open_store(dest, storage_options)
-    ds.to_zarr(store, mode="w-", consolidated=False, encoding=enc)
-    g = zarr.open_group(store, mode="a")
-    g.attrs["n_committed"] = len(result.images)
-    return g
-
-
-def _append(g, result: _Result) -> int:
-    """Grow every array, write the rows, then raise ``n_committed`` (the commit point)."""
-    n = int(g.attrs["n_committed"])
-    k = len(result.images)
-    if k:
-        image = g["image"]
-        image.resize((n + k, *image.shape[1:]))
-        image[n : n + k] = result.images
-        for name in COORDS:
-            arr = g[name]
-            arr.resize((n + k,))
-            arr[n : n + k] = np.array(result.coords[name], dtype=object)
-        g.attrs["n_committed"] = n + k
-    return n + k
-
-
-def _sample_chunk(spec: AlignSpec, colour: str, budget: int = 32 << 20) -> int:
-    """Samples per chunk: up to 256, fewer for large images (about ``budget`` bytes of whole
-    images per chunk column), a power of two, at least 8."""
-    H, W = spec.size
-    per = H * W * (3 if colour == "rgb" else 1)
-    return int(min(256, max(8, 2 ** int(math.log2(max(1, budget // per))))))
-
-
-def _concat(results: list[_Result]) -> _Result:
-    if len(results) == 1:
-        return results[0]
-    return _Result(np.concatenate([r.images for r in results]),
-                   {k: [v for r in results for v in r.coords[k]] for k in COORDS}, [], [])
-
-
-def _take(res: _Result, sl: slice) -> _Result:
-    return _Result(res.images[sl], {k: v[sl] for k, v in res.coords.items()}, [], [])
-
-
-class _Writer:
-    """Buffers new rows and appends them in whole sample chunks (no chunk is rewritten while
-    a run appends; at most one chunk of rows is held), the remainder at :meth:`flush`."""
-
-    def __init__(self, group, create, chunk: int) -> None:
-        self.group, self.create, self.pending = group, create, []
-        self.chunk = int(group["image"].chunks[0]) if group is not None else chunk
-
-    @property
-    def committed(self) -> int:
-        return int(self.group.attrs["n_committed"]) if self.group is not None else 0
-
-    def add(self, res: _Result) -> None:
-        if len(res.images):
-            self.pending.append(res)
-        buffered = sum(len(r.images) for r in self.pending)
-        room = self.chunk - self.committed % self.chunk
-        if buffered >= room:
-            rows = _concat(self.pending)
-            self._write(_take(rows, slice(0, room)))
-            self.pending = [_take(rows, slice(room, None))]
-            self.add(_Result(rows.images[:0], {k: [] for k in COORDS}, [], []))
-
-    def flush(self) -> None:
-        rows = [r for r in self.pending if len(r.images)]
-        if rows:
-            self._write(_concat(rows))
-        self.pending = []
-
-    def _write(self, res: _Result) -> None:
-        if self.group is None:
-            self.group = self.create(res)
-        else:
-            _append(self.group, res)
-
-
-def _dedupe(result: _Result, known: set, records: list[FileRecord]) -> _Result:
-    """Drop rows whose digest is already stored or was written earlier in this run."""
-    keep = []
-    for j, d in enumerate(result.coords["digest"]):
-        if d in known:
-            url = result.coords["source"][j]
-            for r in records:
-                if r.url == url and r.status == "ingested":
-                    r.status, r.reason = "exists", "same bytes as an image already in the store"
-        else:
-            known.add(d)
-            keep.append(j)
-    if len(keep) == len(result.images):
-        return result
-    return _Result(result.images[keep], {k: [v[j] for j in keep] for k, v in result.coords.items()},
-                   result.records, result.invalid_pairs)
-
 
 # --------------------------------------------------------------------------- stage
 
 
 def ingest_images(
-    source: str,
-    dest: str,
+    source: str | Location,
+    dest: str | Location,
+    config: IngestConfig | dict | None = None,
     *,
-    labels: str = "london",
-    size: int | tuple[int, int] = 128,
-    colour: str = "rgb",
-    align: str = "auto",
     storage_options: dict | None = None,
     dest_storage_options: dict | None = None,
     client: Any = None,
     scheduler: str | None = None,
-    batch_size: int = 16,
     progress: bool = False,
+    **settings: Any,
 ) -> IngestReport:
     """Decode, align and append the images under ``source`` to the faces.zarr at ``dest``.
 
     Parameters
     ----------
-    source : str
+    source : str or Location
         Folder, glob, zip/tar archive, on any fsspec file system (``s3://bucket/prefix``).
-    dest : str
+    dest : str or Location
         faces.zarr URL; created on first use, appended to afterwards.
-    labels : str
-        ``"london"`` (``neutral/NNN_03.jpg``, ``smiling/NNN_08.jpg``), ``"yale"``
-        (``SS_expression.png``), a regex with named groups ``subject`` and ``expression``
-        (searched in the path relative to ``source``), or a manifest ``.csv`` (columns
-        ``file, subject, expression``).
-    size : int or (H, W)
-        Output size, 32..1024.
-    colour : {"rgb", "gray"}
-    align : {"auto", "landmarks", "detector", "none"}
-        ``auto``: eyes from a ``.tem`` template beside the image, else registration to a
-        templated image of the same subject, else the detector (``mlrdist[align]``).
-        ``landmarks``: templates and registration only (others are skipped).
-        ``detector``: the detector for every image. ``none``: centre crop and resize.
+    config : IngestConfig, optional
+        Labels, size, colour, alignment and batch size (see
+        :class:`~mlrdist.config.IngestConfig`); its fields may also be given as keywords
+        (``labels="yale", size=64``).
     storage_options, dest_storage_options : dict, optional
         fsspec options for ``source`` and ``dest`` (``dest_storage_options`` defaults to
         ``storage_options``).
     client, scheduler :
         A ``distributed.Client``, or a scheduler name/address (see :mod:`mlrdist.execution`);
         default an embedded LocalCluster.
-    batch_size : int
-        Files per Dask task (a subject's files are never split).
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
     IngestReport
     """
-
-    from .execution import open_executor
-
     t0 = time.perf_counter()
-    spec = _check_args(size, colour, align, batch_size)
-    dest_options = storage_options if dest_storage_options is None else dest_storage_options
-    label, expected, citation = _label_rule(labels, storage_options)
-    report = IngestReport(source=str(source), dest=str(dest))
-    listing = list_sources(source, storage_options)
+    cfg = build_config(IngestConfig, config, **settings)
+    src = Location.resolve(source, storage_options)
+    dst = Location.resolve(dest, dest_storage_options, storage_options)
+    spec = AlignSpec(size=cfg.size)
+    rule = label_rule(cfg.labels, lambda url: read_bytes(url, src.storage_options))
+    report = IngestReport(source=src.url, dest=dst.url)
+    listing = list_sources(src.url, src.storage_options)
     report.records += [FileRecord(url, "skipped", f"rejected: {why}") for url, why in listing.rejected]
-    groups = _plan_items(listing, label, align, report)
-    method = {"auto": "landmarks+registration", "none": "none"}.get(align, align)
-    g, known = _prepare_store(dest, dest_options, spec, colour, method)
-    known_all = set(known)
-    batches = _batches(groups, batch_size)
-    writer = _Writer(g, lambda res: _create_store(dest, dest_options, res, spec, colour, method, citation),
-                     _sample_chunk(spec, colour))
+    groups = _plan_items(listing, rule.label, cfg.align, report)
+    method = {"auto": "landmarks+registration", "none": "none"}.get(cfg.align, cfg.align)
+    writer = FacesWriter(dst, {"size": list(spec.size), "colour": cfg.colour, "alignment": spec.to_attrs(method),
+                               "citation": rule.citation, "mlrdist_version": _version()})
+    known = writer.known_digests()
+    seen = set(known)
+    batches = _batches(groups, cfg.batch_size)
     with open_executor(client=client, scheduler=scheduler) as ex:
         report.dashboard = ex.dashboard
-        token = hashlib.sha256(f"{source}{dest}{time.time()}".encode()).hexdigest()[:8]
-        jobs = (_Job(b, spec, colour, storage_options, known) for b in batches)
-        for res in _imap(ex, _process_batch, jobs, len(batches), f"ingest-{token}", progress):
+        token = hashlib.sha256(f"{src.url}{dst.url}{time.time()}".encode()).hexdigest()[:8]
+        jobs = (_Job(b, spec, cfg.colour, src.storage_options, known) for b in batches)
+        for _, res in ex.imap(_process_batch, jobs, key=f"ingest-{token}", ordered=True, total=len(batches),
+                              max_in_flight=max(2, 3 * ex.n_workers), progress=progress, desc="ingest",
+                              unit="batch"):
             report.records += res.records
             report.invalid_pairs += res.invalid_pairs
-            writer.add(_dedupe(res, known_all, res.records))
-        writer.flush()
-    g = writer.group
-    report.n_samples = int(g.attrs["n_committed"]) if g is not None else 0
-    if g is not None:
-        report.unpaired_subjects = _unpaired(g, expected)
+            writer.append(_dedupe(res, seen))
+    report.n_samples = writer.committed
+    if writer.group is not None:
+        report.unpaired_subjects = _unpaired(writer, rule.expected)
     report.elapsed_s = round(time.perf_counter() - t0, 3)
     return report
 
 
-def _imap(ex, func, jobs, n: int, key: str, progress: bool):
-    """``func`` over ``jobs`` on the executor, results in order, at most a few tasks per worker
-    in flight (so memory stays flat however many files there are).
+def _version() -> str:
+    from . import __version__
 
-    On a distributed client a sliding window of futures keeps every worker busy while the
-    driver writes; on Dask's local schedulers, waves of ``2 * workers`` tasks.
-    """
-    from tqdm.auto import tqdm
-
-    window = max(2, 3 * ex.n_workers)
-    jobs = iter(jobs)
-    with tqdm(total=n, desc="ingest", unit="batch", disable=not progress, file=sys.stderr) as bar:
-        if ex.client is None:
-            for w in itertools.count():
-                wave = list(itertools.islice(jobs, window))
-                if not wave:
-                    return
-                for res in ex.map(func, wave, key=f"{key}-{w}"):
-                    bar.update()
-                    yield res
-        futures = collections.deque()
-        for i, job in enumerate(jobs):
-            futures.append(ex.client.submit(func, job, key=f"{key}-{i}", retries=2, pure=False))
-            if len(futures) >= window:
-                yield futures.popleft().result()
-                bar.update()
-        while futures:
-            yield futures.popleft().result()
-            bar.update()
+    return __version__
 
 
-def _unpaired(g, expected: tuple[str, ...] | None) -> dict[str, list[str]]:
+def _dedupe(result: _Result, seen: set) -> Rows:
+    """The rows whose digest is neither stored nor written earlier in this run."""
+    rows, keep = result.rows, []
+    for j, d in enumerate(rows.coords["digest"]):
+        if d in seen:
+            url = rows.coords["source"][j]
+            for r in result.records:
+                if r.url == url and r.status == "ingested":
+                    r.status, r.reason = "exists", "same bytes as an image already in the store"
+        else:
+            seen.add(d)
+            keep.append(j)
+    return rows if len(keep) == len(rows) else rows.select(keep)
+
+
+def _unpaired(writer: FacesWriter, expected: tuple[str, ...] | None) -> dict[str, list[str]]:
     """Subjects in the store lacking an expression (the preset's, or any other subject's)."""
-    n = int(g.attrs["n_committed"])
     have: dict[str, set[str]] = defaultdict(set)
-    for s, e in zip(np.asarray(g["subject"][:n]).tolist(), np.asarray(g["expression"][:n]).tolist(), strict=True):
-        have[str(s)].add(str(e))
+    for s, e in zip(writer.column("subject"), writer.column("expression"), strict=True):
+        have[s].add(e)
     if not expected:
         return {s: ["any other expression"] for s, e in sorted(have.items()) if len(e) < 2}
     return {s: sorted(set(expected) - e) for s, e in sorted(have.items()) if set(expected) - e}

@@ -17,9 +17,9 @@ Masked linear regression (Khan et al., IJCV 2020) on the 12-subject London sampl
 the package (DeBruine & Jones 2017, CC BY 4.0). Every stage runs on a local Dask cluster and
 reads and writes Zarr; point the URLs at `s3://...` and the scheduler at your cluster to run
 the same code at scale."""),
-    ("code", """import tempfile
+    ("code", """import os
+import tempfile
 from importlib import resources
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,25 +28,25 @@ from IPython.display import Image
 
 import mlrdist
 
-work = Path(tempfile.mkdtemp(prefix="mlrdist-walkthrough-"))
+os.chdir(tempfile.mkdtemp(prefix="mlrdist-walkthrough-"))  # stores are written here
 cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
 client = Client(cluster)
-print("Dask dashboard:", client.dashboard_link)"""),
+print("Dask workers:", len(client.scheduler_info()["workers"]), "- dashboard at client.dashboard_link")"""),
     ("md", """## 1. Ingest
 
 The sample is already aligned on the eyes at 128 × 128, so `align="none"`; labels come from the
 file paths (`neutral/001.png`, `smiling/001.png`). Re-running adds nothing: images are
 identified by content digest."""),
     ("code", """sample = resources.files("mlrdist") / "data" / "sample"
-faces = str(work / "faces.zarr")
-report = mlrdist.ingest_images(str(sample), faces, labels=r"(?P<expression>neutral|smiling)/(?P<subject>\\d+)\\.png$",
-                               align="none", client=client)
-print(report.summary())
-again = mlrdist.ingest_images(str(sample), faces, labels=r"(?P<expression>neutral|smiling)/(?P<subject>\\d+)\\.png$",
+faces = "faces.zarr"
+report = mlrdist.ingest_images(str(sample), faces, labels="sample", align="none", client=client)
+print(f"{report.count('ingested')} images ingested, {report.count('skipped')} skipped; "
+      f"the store holds {report.n_samples} samples")
+again = mlrdist.ingest_images(str(sample), faces, labels="sample",
                               align="none", client=client)
 print("second run ingested", again.count("ingested"), "images")"""),
     ("code", """from mlrdist.datasets import pairs
-from mlrdist.ingest import open_faces
+from mlrdist.io.faces_store import open_faces
 
 ds = open_faces(faces)
 X, Y, subjects = pairs(ds)
@@ -60,7 +60,7 @@ for ax in axes.ravel():
 
 Each tile of pixels is one Dask task that solves its pixels' ridge problems and writes its own
 chunk of `weights.zarr`. Subjects 1–9 train; the last three are held out."""),
-    ("code", """weights = str(work / "weights.zarr")
+    ("code", """weights = "weights.zarr"
 held_out = list(subjects[-3:])
 train = mlrdist.fit_weights(faces, weights, receptive_field=5, alpha=0.4, client=client,
                             subjects=list(subjects[:-3]))
@@ -90,7 +90,7 @@ for ax, (y, x), name in zip(axes[2:], [(51, 45), (92, 64)], ["eye", "mouth"]):
 for ax in axes:
     ax.axis("off")"""),
     ("md", "## 4. Synthesize the held-out faces"),
-    ("code", """outputs = str(work / "outputs.zarr")
+    ("code", """outputs = "outputs.zarr"
 print(mlrdist.synthesize(weights, faces, outputs, client=client).summary())
 import xarray as xr
 
@@ -110,7 +110,7 @@ Subject-disjoint folds; MSE as in the paper, plus PSNR and SSIM."""),
     ("code", """from mlrdist.evaluate import default_methods, evaluate
 
 result = evaluate(default_methods(["MR", "l2", "pcr", "kernel"]), X, Y, list(subjects), folds=3,
-                  out_dir=str(work / "evaluation"))
+                  out_dir="evaluation")
 for row in sorted(result.table(), key=lambda r: r["mse"]):
     print(f"{row['method']:>8}  MSE {row['mse']:.5f}  PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.3f}")
 Image(filename=result.figures[sorted(result.figures)[0]])"""),

@@ -15,8 +15,10 @@ from mlrdist.cli import main
 def test_demo_writes_a_report_with_pictures(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--folds", "3", "--scheduler", "threads"]) == 0
-    report = (out / "report.html").read_text()
-    assert "evaluation/grid_smiling.png" in report and "photos-preview.png" in report
+    markdown = (out / "report.md").read_text()
+    assert "(evaluation/grid_smiling.png)" in markdown and "(photos-preview.png)" in markdown
+    html = (out / "report.html").read_text()  # self-contained: the pictures are inlined
+    assert html.count("src='data:image/png;base64,") >= 3
     assert (out / "evaluation" / "grid_smiling.png").stat().st_size > 10_000
     assert (out / "photos-preview.png").exists()
     summary = json.loads((out / "demo.json").read_text())

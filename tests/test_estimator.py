@@ -180,3 +180,16 @@ def test_predict_errors():
         model.predict(np.zeros((2, 7, 6)))
     with pytest.raises(ValueError, match=r"FullRidge|alpha must be"):
         FullRidge(alpha=0).fit(GOOD, GOOD)
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_threads_give_the_same_bytes(k):
+    """Rows split across threads (fit and predict) give the bytes of one thread."""
+    rng = np.random.default_rng(k)
+    X = rng.random((12, 40, 37, 3))
+    Y = np.clip(X * 0.7 + rng.random(X.shape) * 0.1, 0, 1)
+    one = MaskedRidge(k, 0.4, n_jobs=1).fit(X, Y)
+    two = MaskedRidge(k, 0.4, n_jobs=2).fit(X, Y)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.intercept_, two.intercept_)
+    np.testing.assert_array_equal(one.predict(X), two.predict(X))

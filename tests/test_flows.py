@@ -51,7 +51,8 @@ def test_train_and_synthesize_flows_on_s3_and_cluster(s3_faces, scheduler_addres
     from flows.train import train_flow
 
     faces, opts = s3_faces
-    report = train_flow(faces, "s3://test/weights.zarr", receptive_field=3, scheduler=scheduler_address, storage_options=opts)
+    report = train_flow(faces, "s3://test/weights.zarr", {"receptive_field": 3}, scheduler=scheduler_address,
+                        storage_options=opts)
     assert report.tiles_computed == report.tiles_total > 0
     syn = synthesize_flow("s3://test/weights.zarr", faces, "s3://test/out.zarr", scheduler=scheduler_address, storage_options=opts)
     assert syn.converted == 16
@@ -66,10 +67,10 @@ def test_bad_parameters_fail_before_work(tmp_path):
     from flows.train import train_flow
 
     out = tmp_path / "w.zarr"
-    with pytest.raises(ValueError, match="receptive_field must be an odd integer"):
-        train_flow(str(tmp_path / "faces.zarr"), str(out), receptive_field=4)
-    with pytest.raises((ParameterTypeError, ValueError)):
-        train_flow(str(tmp_path / "faces.zarr"), str(out), alpha="lots")
+    with pytest.raises(ParameterTypeError, match="receptive_field must be an odd integer"):
+        train_flow(str(tmp_path / "faces.zarr"), str(out), {"receptive_field": 4})
+    with pytest.raises(ParameterTypeError, match="alpha must be a finite number"):
+        train_flow(str(tmp_path / "faces.zarr"), str(out), {"alpha": "lots"})
     assert not out.exists()
 
 
@@ -89,9 +90,8 @@ def sample_images():
 
 def test_pipeline_flow_on_the_sample(sample_images, tmp_path):
     from flows.pipeline import pipeline_flow
-    from mlrdist.demo import SAMPLE_LABELS
 
-    result = pipeline_flow(sample_images, str(tmp_path), labels=SAMPLE_LABELS, align="none",
+    result = pipeline_flow(sample_images, str(tmp_path), {"labels": "sample", "align": "none"},
                            methods=["MR", "l2"], folds=2, scheduler="threads")
     assert {r["method"] for r in result.table()} == {"MR", "l2"}
     assert (tmp_path / "evaluation" / "report.html").exists()
@@ -104,11 +104,10 @@ def test_pipeline_flow_on_s3_and_a_cluster(sample_images, s3, scheduler_address,
     import s3fs
 
     from flows.pipeline import pipeline_flow
-    from mlrdist.demo import SAMPLE_LABELS
 
     fs = s3fs.S3FileSystem(**s3)
     fs.put(sample_images, "test/raw", recursive=True)
-    result = pipeline_flow("s3://test/raw", "s3://test/work", labels=SAMPLE_LABELS, align="none",
+    result = pipeline_flow("s3://test/raw", "s3://test/work", {"labels": "sample", "align": "none"},
                            methods=["MR"], folds=2, report_dir=str(tmp_path / "report"),
                            scheduler=scheduler_address, storage_options=s3)
     assert [r["method"] for r in result.table()] == ["MR"]
@@ -129,14 +128,16 @@ def test_nightly_conversion_twice_does_no_repeated_work(sample_images, tmp_path)
     fit_weights(faces, weights, scheduler="synchronous")
     inbox = tmp_path / "inbox"
     shutil.copytree(f"{sample_images}/neutral", inbox)
-    first = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
-    second = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), scheduler="threads")
+    aligned = {"align": "none", "keep_parts": True}
+    first = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), aligned, scheduler="threads")
+    second = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), aligned, scheduler="threads")
     assert (first.converted, second.converted, second.skipped_done) == (12, 0, 12)
     # into an archive, as unaligned photos: the next night converts only what arrived
     archive = str(tmp_path / "converted.zip")
-    first = synthesize_flow(weights, str(inbox), archive, scheduler="threads", align="resize", format="jpg")
+    resized = {"align": "resize", "format": "jpg", "keep_parts": True}
+    first = synthesize_flow(weights, str(inbox), archive, resized, scheduler="threads")
     (inbox / "late.png").write_bytes(next(inbox.glob("*.png")).read_bytes())
-    second = synthesize_flow(weights, str(inbox), archive, scheduler="threads", align="resize", format="jpg")
+    second = synthesize_flow(weights, str(inbox), archive, resized, scheduler="threads")
     assert (first.converted, second.converted, second.skipped_done) == (12, 1, 12)
     import zipfile
 
@@ -148,15 +149,14 @@ def test_retrain_only_when_the_dataset_grew(sample_images, tmp_path):
     import shutil
 
     from flows.pipeline import retrain_flow
-    from mlrdist.demo import SAMPLE_LABELS
 
     images = tmp_path / "raw"
     for expr in ("neutral", "smiling"):
         (images / expr).mkdir(parents=True)
         for name in ("001.png", "002.png", "003.png"):  # of the 12 sample subjects
             shutil.copy(f"{sample_images}/{expr}/{name}", images / expr / name)
-    args = dict(faces=str(tmp_path / "faces.zarr"), weights=str(tmp_path / "w.zarr"), labels=SAMPLE_LABELS,
-                align="none", scheduler="synchronous")
+    args = dict(faces=str(tmp_path / "faces.zarr"), weights=str(tmp_path / "w.zarr"),
+                ingest={"labels": "sample", "align": "none"}, scheduler="synchronous")
     assert retrain_flow(str(images), **args).n_pairs == 3
     assert retrain_flow(str(images), **args) is None  # nothing new: no training
     for expr in ("neutral", "smiling"):

@@ -17,7 +17,8 @@ from PIL import Image
 
 from mlrdist.align import AlignSpec
 from mlrdist.datasets import load_sample
-from mlrdist.ingest import ingest_images, open_faces
+from mlrdist.ingest import ingest_images
+from mlrdist.io.faces_store import open_faces
 from tests._images import bad_files, encode, face_like, odd_good_files
 
 SCALE = 3  # fake London photos: the 128 px sample upscaled to 384 px
@@ -301,13 +302,13 @@ def test_full_london_set(data_dir, tmp_path):
     assert not report.unpaired_subjects
 
 
-def test_appends_whole_chunks(london, tmp_path, monkeypatch):
-    """With 3-sample chunks and 2-file batches, rows reach the store chunk by chunk (plus the
-    tail) and equal a one-shot synchronous run."""
-    import mlrdist.ingest as ingest
+def test_commits_every_batch(london, tmp_path, monkeypatch):
+    """With 3-sample chunks and 2-file batches, rows are committed batch by batch across
+    chunk boundaries and equal a one-shot synchronous run."""
+    from mlrdist.io import faces_store
 
     root, _ = london
-    monkeypatch.setattr(ingest, "_sample_chunk", lambda spec, colour: 3)
+    monkeypatch.setattr(faces_store, "sample_chunk", lambda shape, colour: 3)
     dest = str(tmp_path / "f.zarr")
     ingest_images(str(root), dest, size=32, scheduler="threads", batch_size=2)
     arr = zarr.open_group(dest, mode="r")["image"]
@@ -320,9 +321,10 @@ def test_appends_whole_chunks(london, tmp_path, monkeypatch):
 
 KILL_SCRIPT = """
 import sys
-import mlrdist.ingest as ingest
-ingest._sample_chunk = lambda spec, colour: 2  # many small commits
-ingest.ingest_images(sys.argv[1], sys.argv[2], size=32, scheduler="synchronous", batch_size=2)
+from mlrdist.io import faces_store
+from mlrdist.ingest import ingest_images
+faces_store.sample_chunk = lambda shape, colour: 2  # small chunks
+ingest_images(sys.argv[1], sys.argv[2], size=32, scheduler="synchronous", batch_size=2)
 """
 
 

@@ -30,3 +30,9 @@ def test_walkthrough_executes():
 
     committed = nbformat.read(NOTEBOOKS / "walkthrough.ipynb", 4)
     assert [c.source for c in committed.cells] == [c.source for c in nb.cells]
+    # its saved outputs show results, not the machine it was run on
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                      for c in committed.cells if c.cell_type == "code" for o in c.outputs)
+    assert text.strip(), "the committed notebook has no saved outputs"
+    for marker in ("/tmp/", "/home/", "/root/", "/work/", "site-packages", "127.0.0.1", "localhost"):
+        assert marker not in text, f"saved outputs mention {marker!r}"

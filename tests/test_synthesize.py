@@ -10,8 +10,10 @@ import zarr
 from conftest import write_faces_store
 
 from mlrdist.io.stores import open_store
-from mlrdist.synthesize import synthesize, to_uint8
-from mlrdist.train import fit_weights, load_weights
+from mlrdist.io.weights_store import load_weights
+from mlrdist.scaling import to_uint8
+from mlrdist.synthesize import synthesize
+from mlrdist.train import fit_weights
 
 
 @pytest.fixture(scope="module")

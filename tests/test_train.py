@@ -15,7 +15,9 @@ from conftest import write_faces_store
 
 from mlrdist import MaskedRidge
 from mlrdist.io.stores import open_store
-from mlrdist.train import fit_weights, load_weights, pair_indices
+from mlrdist.io.weights_store import load_weights
+from mlrdist.labels import pair_indices
+from mlrdist.train import fit_weights
 
 TOL = 1e-10
 

@@ -1,6 +1,9 @@
-"""Baselines of the paper's comparison, with the fit/predict API of MaskedRidge."""
+"""Baselines of the paper's comparison, with the fit/predict API of MaskedRidge.
 
-from ._select import TunedRegressor, grid_search, group_kfold
+Model selection for any of them (folds, grid search, :class:`~mlrdist.select.TunedRegressor`)
+lives in :mod:`mlrdist.select`.
+"""
+
 from .kernel import KernelRidge
 from .l2 import FullRidge
 from .lasso import FullLasso, MaskedLasso
@@ -15,7 +18,4 @@ __all__ = [
     "MaskedOMP",
     "PCARegression",
     "ReducedRankRidge",
-    "TunedRegressor",
-    "group_kfold",
-    "grid_search",
 ]

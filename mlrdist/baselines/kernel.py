@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..preprocess import check_alpha
+from .._validation import check_alpha
 from ._local import check_nonneg
 from .svd import _Flat
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._base import ImageRegressor
-from ..preprocess import check_alpha
+from .._validation import check_alpha
 
 __all__ = ["FullRidge"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from .._base import ImageRegressor
+from .._validation import check_positive_int
 from ..kernels.windows import check_receptive_field
-from ..preprocess import check_positive_int
 from ._local import apply_local, check_nonneg, iter_batches, targets_of
 
 __all__ = ["FullLasso", "MaskedLasso", "lasso_cd_gram"]

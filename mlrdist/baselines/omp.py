@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .._base import ImageRegressor
+from .._validation import check_positive_int
 from ..kernels.windows import check_receptive_field
-from ..preprocess import check_positive_int
 from ._local import apply_local, iter_batches, targets_of
 from .lasso import _centred_moments
 

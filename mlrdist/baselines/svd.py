@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._base import ImageRegressor
-from ..preprocess import check_alpha, check_positive_int
+from .._validation import check_alpha, check_positive_int
 
 __all__ = ["PCARegression", "ReducedRankRidge"]
 

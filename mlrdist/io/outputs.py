@@ -10,20 +10,26 @@ and rewrites identical files (exactly one output per input).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import posixpath
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import IO, Any
-
-import numpy as np
+from typing import IO
 
 __all__ = [
-    "MANIFEST_DIR", "encode_image", "open_atomic", "output_path", "read_manifests", "write_atomic", "write_manifest",
+    "MANIFEST_DIR",
+    "image_format",
+    "open_atomic",
+    "output_path",
+    "pack_zip",
+    "read_manifests",
+    "write_atomic",
+    "write_manifest",
 ]
+
+_PACK_GROUP = 64  # output files read at once while zipping
 
 MANIFEST_DIR = "_mlrdist/manifests"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -42,24 +48,6 @@ def output_path(outputs: str, target: str, relpath: str, fmt: str | None = None)
     _, ext = image_format(relpath, fmt)
     stem = posixpath.splitext(relpath)[0]
     return posixpath.join(outputs.rstrip("/"), target, stem + ext)
-
-
-PNG_COMPRESS_LEVEL = 3  # zlib level: 4x faster than Pillow's default 6 for ~4% larger files (measured)
-
-
-def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` -> encoded bytes."""
-    from PIL import Image
-
-    arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    buf = io.BytesIO()
-    options: dict[str, Any] = {}
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = quality
-    elif fmt == "PNG":
-        options["compress_level"] = PNG_COMPRESS_LEVEL
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format=fmt, **options)
-    return buf.getvalue()
 
 
 def write_atomic(fs, path: str, data: bytes) -> None:
@@ -152,3 +140,23 @@ def read_manifests(fs, outputs: str, fingerprint: str) -> dict[str, str]:
 def _is_local(fs) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
+
+
+def pack_zip(fs, tree: str, out_fs, out_path: str) -> None:
+    """Zip a finished output tree (manifests and hidden files excluded) in a stable order into
+    ``out_path`` of ``out_fs``, streamed: the driver holds one group of files, never the
+    archive, and the archive appears only once complete."""
+    import zipfile
+
+    base = fs._strip_protocol(tree.rstrip("/"))
+    members = [(p, posixpath.relpath(p, base)) for p in sorted(fs.find(base))]
+    members = [(p, rel) for p, rel in members if not (rel.startswith("_mlrdist/") or posixpath.basename(rel).startswith("."))]
+    with open_atomic(out_fs, out_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in range(0, len(members), _PACK_GROUP):
+            group = members[i : i + _PACK_GROUP]
+            # cat_ranges: concurrent on object stores, and no glob expansion of "[", "*", "?"
+            got = fs.cat_ranges([p for p, _ in group], None, None, on_error="return")
+            for (_, rel), data in zip(group, got, strict=True):
+                if isinstance(data, BaseException):
+                    raise data
+                zf.writestr(rel, data)

@@ -1,4 +1,9 @@
-"""Zarr stores from fsspec URLs: local paths, ``file://``, ``s3://``, ``memory://``, ..."""
+"""Opening a :class:`~mlrdist.config.Location`: its file system, its Zarr store and group.
+
+Local paths (and ``file://``) open as Zarr ``LocalStore``; every other URL through fsspec
+(``s3://``, ``memory://``, ...), with the location's storage options. Options given with a
+local path are ignored, so one set of options can serve a whole run.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,63 @@ from typing import Any
 import zarr
 from zarr.storage import FsspecStore, LocalStore
 
-__all__ = ["group_exists", "open_store"]
+from .location import Location
+
+__all__ = ["filesystem", "group_exists", "open_group", "open_store", "read_bytes", "write_bytes"]
 
 
-def open_store(url: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False):
-    """A zarr store for ``url``: a local path (or ``file://``) or any fsspec URL.
+def _location(where: str | Location, storage_options: dict | None = None) -> Location:
+    return Location.resolve(where, storage_options)
 
-    ``storage_options`` apply to remote URLs; a run's one set of options (e.g. S3 keys) may be
-    passed along with local paths too, and is ignored for them.
-    """
-    url = str(url)
+
+def _local_path(url: str) -> str | None:
     if url.startswith("file://"):
-        url = url[len("file://") :]
-    if "://" not in url and "::" not in url:
-        return LocalStore(url, read_only=read_only)
-    return FsspecStore.from_url(url, storage_options=storage_options, read_only=read_only)
+        return url[len("file://") :]
+    return url if "://" not in url and "::" not in url else None
 
 
-def group_exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
-    """Whether a zarr group exists at ``url``."""
+def filesystem(where: str | Location, storage_options: dict | None = None) -> tuple[Any, str]:
+    """``(fsspec file system, path in it)`` of a location."""
+    import fsspec
+
+    loc = _location(where, storage_options)
+    local = _local_path(loc.url)
+    if local is not None:
+        return fsspec.filesystem("file"), fsspec.filesystem("file")._strip_protocol(local)
+    return fsspec.core.url_to_fs(loc.url, **loc.options)
+
+
+def open_store(where: str | Location, storage_options: dict | None = None, *, read_only: bool = False):
+    """A Zarr store for a location."""
+    loc = _location(where, storage_options)
+    local = _local_path(loc.url)
+    if local is not None:
+        return LocalStore(local, read_only=read_only)
+    return FsspecStore.from_url(loc.url, storage_options=loc.options or None, read_only=read_only)
+
+
+def open_group(where: str | Location, mode: str = "r", storage_options: dict | None = None):
+    """The Zarr group at a location, or None when there is none (one open, no exists-check)."""
     try:
-        zarr.open_group(open_store(url, storage_options, read_only=True), mode="r")
+        return zarr.open_group(open_store(where, storage_options, read_only=mode == "r"), mode=mode)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-        return False
-    return True
+        return None
+
+
+def group_exists(where: str | Location, storage_options: dict | None = None) -> bool:
+    """Whether a Zarr group exists at a location."""
+    return open_group(where, "r", storage_options) is not None
+
+
+def read_bytes(where: str | Location, storage_options: dict | None = None) -> bytes:
+    """The whole content of a file."""
+    fs, path = filesystem(where, storage_options)
+    return fs.cat_file(path)
+
+
+def write_bytes(where: str | Location, data: bytes, storage_options: dict | None = None) -> None:
+    """Write a file so that it never shows partly written (see :func:`~mlrdist.io.outputs.write_atomic`)."""
+    from .outputs import write_atomic
+
+    fs, path = filesystem(where, storage_options)
+    write_atomic(fs, path, data)

@@ -21,7 +21,6 @@ input plane by that offset's weight map and accumulate.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
@@ -46,9 +45,9 @@ def apply_region(
     colour: str = "per_channel",
     pad: int = 0,
     clip: tuple[float, float] | None = None,
-    n_jobs: int = 1,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Apply masked-regression weights to a stack of images.
+    """Apply masked-regression weights to a stack of images (single-threaded).
 
     Parameters
     ----------
@@ -64,12 +63,14 @@ def apply_region(
         Zero padding added around the spatial axes of ``source``.
     clip : (low, high), optional
         Clip the outputs to this range.
-    n_jobs : int
-        Threads working on separate image chunks.
+    rows : (y0, y1), optional
+        Compute output rows ``[y0, y1)`` only (default all). Callers split rows across
+        threads this way: every output pixel is computed by the same operations whatever
+        the split, so the bytes do not depend on it.
 
     Returns
     -------
-    ndarray, shape (m, n, h, w, C), dtype of ``coef``
+    ndarray, shape (m, n, y1 - y0, w, C), dtype of ``coef``
         One synthesised stack per target.
     """
     m, C, h, w, F = coef.shape
@@ -81,12 +82,15 @@ def apply_region(
             f"source region {source.shape[1:3]} with pad {pad} does not match weights of "
             f"{h}x{w} pixels and receptive field {k}"
         )
+    y0, y1 = rows if rows is not None else (0, h)
+    if not 0 <= y0 <= y1 <= h:
+        raise ValueError(f"rows must satisfy 0 <= y0 <= y1 <= {h}, got {rows}")
     dtype = coef.dtype
-    out = np.empty((m, n, h, w, C), dtype=dtype)
+    out = np.empty((m, n, y1 - y0, w, C), dtype=dtype)
     if n < _MIN_BANDED or k < _MIN_K_BANDED:
         chunk = max(1, _SHIFT_CHUNK_BYTES // max(1, h * w * dtype.itemsize))
-        maps = np.ascontiguousarray(np.moveaxis(coef, -1, 2))  # (m, C, F, h, w)
-        jobs = [partial(_shift_add, slice(i0, min(n, i0 + chunk)), maps) for i0 in range(0, n, chunk)]
+        maps = np.ascontiguousarray(np.moveaxis(coef[:, :, y0:y1], -1, 2))  # (m, C, F, rows, w)
+        jobs = [partial(_shift_add, slice(i0, min(n, i0 + chunk)), maps, y0, y1) for i0 in range(0, n, chunk)]
     else:
         s = min(_SEGMENT, w)
         wp = -(-w // s) * s  # output width padded to whole segments
@@ -94,19 +98,9 @@ def apply_region(
         # per segment and window row (cin = cout = C when joint, cin = cout = 1 per channel)
         t_row = m * (wp // s) * k * (s + k - 1) * s * C * cin * dtype.itemsize
         band = int(max(1, min(h, _BAND_BYTES // t_row)))
-        if n_jobs > 1:  # at least two bands per thread
-            band = max(1, min(band, -(-h // (2 * n_jobs))))
-        jobs = [partial(_banded, y0, min(h, y0 + band), s, wp) for y0 in range(0, h, band)]
-
-    def run(job) -> None:
+        jobs = [partial(_banded, b0, min(y1, b0 + band), y0, s, wp) for b0 in range(y0, y1, band)]
+    for job in jobs:
         job(source, coef, intercept, out, colour, pad, k)
-
-    if n_jobs > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            list(pool.map(run, jobs))
-    else:
-        for job in jobs:
-            run(job)
     if clip is not None:
         np.clip(out, clip[0], clip[1], out=out)
     return out
@@ -128,8 +122,9 @@ def _band_matrices(w_band: np.ndarray, k: int, s: int, cin: int) -> np.ndarray:
     return T
 
 
-def _banded(y0, y1, s, wp, source, coef, intercept, out, colour, pad, k):
-    """Banded-GEMM synthesis of output rows ``[y0, y1)`` of every image into ``out``."""
+def _banded(y0, y1, row0, s, wp, source, coef, intercept, out, colour, pad, k):
+    """Banded-GEMM synthesis of output rows ``[y0, y1)`` of every image into ``out``, whose
+    first row is output row ``row0``."""
     m, C, h, w, F = coef.shape
     n, hs, ws, _ = source.shape
     joint = colour == "joint"
@@ -179,31 +174,36 @@ def _banded(y0, y1, s, wp, source, coef, intercept, out, colour, pad, k):
                     acc += np.matmul(views[oy], T[:, :, oy])
                 res = acc.reshape(bh, nseg, i1 - i0, s, cout).transpose(2, 0, 1, 3, 4)
                 res = res.reshape(i1 - i0, bh, wp, cout)[:, :, :w]
-                dst = out[t, i0:i1, y0:y1, :, g]
+                dst = out[t, i0:i1, y0 - row0 : y1 - row0, :, g]
                 np.add(res, np.moveaxis(intercept[t, g, y0:y1], 0, -1), out=dst)
 
 
-def _shift_add(sl, maps, source, coef, intercept, out, colour, pad, k):
-    """Shift-and-multiply-add synthesis of images ``sl`` into ``out`` (m, n, h, w, C).
+def _shift_add(sl, maps, y0, y1, source, coef, intercept, out, colour, pad, k):
+    """Shift-and-multiply-add synthesis of output rows ``[y0, y1)`` of images ``sl`` into
+    ``out`` (m, n, y1 - y0, w, C).
 
-    ``maps`` : (m, C, F, h, w) contiguous weight maps, one per window offset.
+    ``maps`` : (m, C, F, y1 - y0, w) contiguous weight maps, one per window offset.
     """
     m, C, h, w, F = coef.shape
-    nb = sl.stop - sl.start
+    nb, bh = sl.stop - sl.start, y1 - y0
     hs, ws = source.shape[1:3]
-    planes = np.zeros((nb, C, h + k - 1, w + k - 1), dtype=coef.dtype)
-    planes[:, :, pad : pad + hs, pad : pad + ws] = np.moveaxis(source[sl], -1, 1)
-    acc = np.empty((nb, h, w), dtype=coef.dtype)
-    tmp = np.empty((nb, h, w), dtype=coef.dtype)
+    # padded rows y0 .. y1 + k - 1 are source rows (y0 - pad) ..; zeros beyond the source
+    planes = np.zeros((nb, C, bh + k - 1, w + k - 1), dtype=coef.dtype)
+    r0, r1 = max(0, y0 - pad), min(hs, y1 + k - 1 - pad)
+    if r1 > r0:
+        d0 = r0 - (y0 - pad)
+        planes[:, :, d0 : d0 + r1 - r0, pad : pad + ws] = np.moveaxis(source[sl, r0:r1], -1, 1)
+    acc = np.empty((nb, bh, w), dtype=coef.dtype)
+    tmp = np.empty((nb, bh, w), dtype=coef.dtype)
     for t in range(m):
         for co in range(C):
             channels = range(C) if colour == "joint" else (co,)
-            acc[...] = intercept[t, co]
+            acc[...] = intercept[t, co, y0:y1]
             f = 0
             for oy in range(k):
                 for ox in range(k):
                     for ci in channels:
-                        np.multiply(maps[t, co, f], planes[:, ci, oy : oy + h, ox : ox + w], out=tmp)
+                        np.multiply(maps[t, co, f], planes[:, ci, oy : oy + bh, ox : ox + w], out=tmp)
                         acc += tmp
                         f += 1
             out[t, sl, :, :, co] = acc

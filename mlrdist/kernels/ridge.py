@@ -37,107 +37,17 @@ targets, or several output channels in ``joint`` colour mode) with that factoris
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .cost import GATHER_CHUNK, SOLVERS, choose_solver, default_subtile
 from .windows import extract_windows
 
-__all__ = [
-    "SOLVERS",
-    "block_nbytes",
-    "choose_solver",
-    "default_subtile",
-    "fit_block",
-    "fit_region",
-    "solver_costs",
-]
+__all__ = ["SOLVERS", "fit_block", "fit_region"]
 
 Solver = Literal["auto", "primal", "gram", "dual", "box"]
-SOLVERS = ("primal", "gram", "dual", "box")
-
-# Seconds per unit of work of the building blocks, measured on a 2-core x86-64 machine with
-# single-threaded OpenBLAS (benchmarks/bench_fit.py); only their ratios steer the choice.
-_COPY = 2e-9  # gathering one window element
-_GEMM = 2.5e-11  # one multiply-add inside a batched BLAS matmul
-_EINSUM = 2.5e-10  # one multiply-add inside an einsum over samples
-_GATHER = 3e-9  # one Gram entry gathered from the shared products
-_SOLVE = 5e-9  # batched LAPACK solve of an m x m system costs about _SOLVE * m**2
-_SMALL_GEMM = 1e-10  # one multiply-add inside the box path's thin (n x kC) (kC x n) GEMMs
-_PASS = 4e-10  # one element of an elementwise pass over a tile's n x n Grams
-_CALL = 3e-7  # one small matmul inside a stacked np.matmul (per pixel and window row)
-_GATHER_CHUNK = 2**20  # bytes of gather index per chunk of the gram path's gather
-
-
-def solver_costs(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -> dict[str, float]:
-    """Projected seconds of each solver for one ``th x tw`` tile."""
-    F = k * k * channels
-    p = F + 1
-    npix = th * tw
-    halo = (th + k - 1) * (tw + k - 1) / npix
-    n_deltas = ((2 * k - 1) ** 2 + 1) // 2
-    rhs = n * F * n_rhs * _EINSUM
-    per_pixel = {
-        "primal": n * F * _COPY + n * p * p * _GEMM + p * p * _SOLVE + rhs,
-        "gram": halo * n * n_deltas * channels**2 * _EINSUM
-        + p * p * _GATHER
-        + p * p * _SOLVE
-        + rhs,
-        "dual": n * F * _COPY + n * n * F * _GEMM + n * n * _SOLVE + n * F * n_rhs * _GEMM,
-        "box": n * n * k * channels * (tw + k - 1) / tw * _SMALL_GEMM
-        + 5 * n * n * _PASS
-        + n * n * _SOLVE
-        + n * F * n_rhs * _GEMM
-        + k * _CALL,
-    }
-    return {name: cost * npix for name, cost in per_pixel.items()}
-
-
-def choose_solver(n: int, k: int, channels: int, n_rhs: int, th: int, tw: int) -> str:
-    """The cheapest exact solver for a tile by :func:`solver_costs`."""
-    costs = solver_costs(n, k, channels, n_rhs, th, tw)
-    return min(("gram", "box", "dual", "primal"), key=costs.__getitem__)
-
-
-def block_nbytes(
-    solver: str, n: int, k: int, channels: int, n_rhs: int, th: int, tw: int, itemsize: int
-) -> int:
-    """Peak working memory (bytes) of :func:`fit_block` for one tile, excluding its inputs.
-
-    An upper bound of what the call allocates (``tests/kernels`` compares it with the peak
-    that tracemalloc sees), including the ``gram`` path's cached gather index.
-    """
-    F = k * k * channels
-    p = F + 1
-    npix = th * tw
-    reg = (th + k - 1) * (tw + k - 1)
-    i = itemsize
-    wide = 8 if i < 8 else 0  # float32 systems are solved in float64
-    # right-hand sides, solutions (float64 for float32 data) and the split coef / intercept
-    rhs = npix * p * n_rhs * (2 * i + 2 * wide) + 2 * npix * p * n_rhs * i
-    if solver == "primal":
-        work = npix * n * F * i + npix * p * p * (i + wide) + rhs
-    elif solver == "gram":
-        n_deltas = ((2 * k - 1) ** 2 + 1) // 2
-        # pair products, the cached gather index (int64), G, one chunk of the gather
-        chunk = min(npix, max(1, _GATHER_CHUNK // (F * F * 8))) * F * F * (16 + i)
-        work = reg * n_deltas * channels**2 * i + npix * F * F * 8 + npix * p * p * (i + wide) + chunk + rhs
-    elif solver == "dual":  # windows, K (float64 next to the float32 product), A c
-        work = npix * n * F * i + npix * n * n * (2 * i + wide) + reg * channels * n * i
-        work += npix * F * n_rhs * (2 * i + 2 * wide) + npix * n * n_rhs * (i + wide) + npix * n * 8
-    elif solver == "box":  # source copies, a row of column Grams, a row of float64 Grams
-        work = 2 * reg * channels * n * i + (tw + k - 1 + tw) * n * n * i + tw * n * n * 8
-        # solutions, one row's right-hand sides, coef = A c
-        work += npix * n * n_rhs * (8 + i) + 2 * tw * n * n_rhs * 8
-        work += npix * F * n_rhs * (max(i, wide) + wide + i) + npix * n_rhs * 8
-        if wide:  # the mean image and its box sums
-            Hr, Wr = th + k - 1, tw + k - 1
-            work += reg * channels * (8 + i) + reg * n * 8 + (Hr + 1) * (Wr + 1) * n * 8 + 3 * npix * n * 8
-    else:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    return int(work * 1.05) + 2**18  # NumPy's own small buffers
 
 
 def fit_block(
@@ -175,15 +85,14 @@ def fit_block(
     k = receptive_field
     th, tw, n_rhs, n = targets.shape
     channels = source.shape[2]
-    if solver == "auto":
-        solver = choose_solver(n, k, channels, n_rhs, th, tw)
-    if solver == "primal":
+    path: str = choose_solver(n, k, channels, n_rhs, th, tw) if solver == "auto" else solver
+    if path == "primal":
         return _fit_primal(source, targets, k, alpha)
-    if solver == "gram":
+    if path == "gram":
         return _fit_gram(source, targets, k, alpha)
-    if solver == "dual":
+    if path == "dual":
         return _fit_dual(source, targets, k, alpha)
-    if solver == "box":
+    if path == "box":
         return _fit_box(source, targets, k, alpha)
     raise ValueError(f"solver must be 'auto' or one of {SOLVERS}, got {solver!r}")
 
@@ -313,7 +222,7 @@ def _fit_gram(source, targets, k, alpha):
     # gathered in cache-sized chunks of pixels: a single np.take into the strided block
     # would allocate a copy of the whole index and a temporary the size of the Grams
     idx, Qflat = _gram_index(k, C, th, tw), Q.ravel()
-    step = max(1, _GATHER_CHUNK // (F * F * 8))
+    step = max(1, GATHER_CHUNK // (F * F * 8))
     buf = np.empty((min(step, npix), F, F), dtype=source.dtype)
     for i0 in range(0, npix, step):
         i1 = min(npix, i0 + step)
@@ -461,11 +370,6 @@ def _fit_box(source, targets, k, alpha):
 # --------------------------------------------------------------------------- regions
 
 
-def default_subtile(k: int) -> int:
-    """Side of the cache-sized sub-tiles a region is solved in (measured optimum)."""
-    return 32 if k <= 3 else 16
-
-
 def fit_region(
     source: np.ndarray,
     targets: np.ndarray,
@@ -475,9 +379,13 @@ def fit_region(
     colour: str = "per_channel",
     solver: Solver = "auto",
     subtile: int | None = None,
-    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit masked ridge weights for every pixel of a region (any size).
+    """Fit masked ridge weights for every pixel of a region (any size), single-threaded.
+
+    The region is solved in cache-sized sub-tiles; callers that want threads split the
+    region into row bands (each a multiple of ``subtile`` rows) and call this on each band:
+    every sub-tile then sees the same data and gives the same bytes (see
+    :func:`mlrdist.execution.thread_map`).
 
     Parameters
     ----------
@@ -491,9 +399,7 @@ def fit_region(
         ``per_channel``: output channel ``c`` sees input channel ``c`` only (the paper);
         ``joint``: every output channel sees the window of all input channels.
     subtile : int, optional
-        Side of the sub-tiles solved at once (default :func:`default_subtile`).
-    n_jobs : int
-        Threads solving sub-tiles concurrently (BLAS is kept single-threaded).
+        Side of the sub-tiles solved at once (default :func:`~mlrdist.kernels.cost.default_subtile`).
 
     Returns
     -------
@@ -501,8 +407,6 @@ def fit_region(
         ``F = k*k`` (per_channel) or ``k*k*C`` (joint), features ``(dy, dx, channel)``.
     intercept : ndarray, shape (m, C, h, w)
     """
-    from threadpoolctl import threadpool_limits
-
     k = receptive_field
     h, w, m, C, n = targets.shape
     F = k * k * (C if colour == "joint" else 1)
@@ -510,24 +414,15 @@ def fit_region(
     intercept = np.empty((m, C, h, w), dtype=source.dtype)
     t = subtile or default_subtile(k)
     groups = [slice(None)] if colour == "joint" else [slice(c, c + 1) for c in range(C)]
-    jobs = [(y, x, g) for y in range(0, h, t) for x in range(0, w, t) for g in groups]
-
-    def run(job):
-        y, x, g = job
-        th, tw = min(t, h - y), min(t, w - x)
-        src = source[y : y + th + k - 1, x : x + tw + k - 1, g]
-        rhs = targets[y : y + th, x : x + tw, :, g].reshape(th, tw, -1, n)
-        cb, ib = fit_block(src, rhs, receptive_field=k, alpha=alpha, solver=solver)
-        # (th, tw, m * Cg, F) -> (m, Cg, th, tw, F)
-        Cg = rhs.shape[2] // m
-        coef[:, g, y : y + th, x : x + tw] = cb.reshape(th, tw, m, Cg, F).transpose(2, 3, 0, 1, 4)
-        intercept[:, g, y : y + th, x : x + tw] = ib.reshape(th, tw, m, Cg).transpose(2, 3, 0, 1)
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        if n_jobs > 1 and len(jobs) > 1:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                list(pool.map(run, jobs))
-        else:
-            for job in jobs:
-                run(job)
+    for y in range(0, h, t):
+        for x in range(0, w, t):
+            for g in groups:
+                th, tw = min(t, h - y), min(t, w - x)
+                src = source[y : y + th + k - 1, x : x + tw + k - 1, g]
+                rhs = targets[y : y + th, x : x + tw, :, g].reshape(th, tw, -1, n)
+                cb, ib = fit_block(src, rhs, receptive_field=k, alpha=alpha, solver=solver)
+                # (th, tw, m * Cg, F) -> (m, Cg, th, tw, F)
+                Cg = rhs.shape[2] // m
+                coef[:, g, y : y + th, x : x + tw] = cb.reshape(th, tw, m, Cg, F).transpose(2, 3, 0, 1, 4)
+                intercept[:, g, y : y + th, x : x + tw] = ib.reshape(th, tw, m, Cg).transpose(2, 3, 0, 1)
     return coef, intercept

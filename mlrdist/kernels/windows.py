@@ -26,7 +26,7 @@ __all__ = [
 MAX_RECEPTIVE_FIELD = 31
 
 
-def check_receptive_field(receptive_field: int) -> int:
+def check_receptive_field(receptive_field: object) -> int:
     """Validate ``receptive_field`` (odd integer in 1..31) and return it as ``int``."""
     if isinstance(receptive_field, bool) or not isinstance(receptive_field, (int, np.integer)):
         raise ValueError(

@@ -35,7 +35,7 @@ def test_apply_matches_explicit(colour, k):
     F = k * k * (C if colour == "joint" else 1)
     coef = rng.standard_normal((m, C, H, W, F))
     intercept = rng.standard_normal((m, C, H, W))
-    got = apply_region(X, coef, intercept, colour=colour, pad=k // 2, n_jobs=2)
+    got = apply_region(X, coef, intercept, colour=colour, pad=k // 2)
     np.testing.assert_allclose(got, explicit(X, coef, intercept, colour), rtol=1e-12, atol=1e-12)
 
 
@@ -61,16 +61,23 @@ def test_apply_rejects_mismatched_region():
 # The two formulations: shift-and-add for small stacks or k < 5, banded GEMM otherwise.
 @pytest.mark.parametrize("colour", ["per_channel", "joint"])
 @pytest.mark.parametrize(("n", "k"), [(3, 5), (12, 3), (12, 5), (20, 7)])
-@pytest.mark.parametrize("n_jobs", [1, 2])
-def test_apply_paths_match_explicit(colour, n, k, n_jobs):
+def test_apply_paths_match_explicit(colour, n, k):
     rng = np.random.default_rng(100 * n + k)
     H, W, C, m = 19, 37, 3, 2  # W not a multiple of the 16-pixel segments
     X = rng.random((n, H, W, C))
     F = k * k * (C if colour == "joint" else 1)
     coef = rng.standard_normal((m, C, H, W, F))
     intercept = rng.standard_normal((m, C, H, W))
-    got = apply_region(X, coef, intercept, colour=colour, pad=k // 2, n_jobs=n_jobs)
+    got = apply_region(X, coef, intercept, colour=colour, pad=k // 2)
     np.testing.assert_allclose(got, explicit(X, coef, intercept, colour), rtol=1e-11, atol=1e-11)
+    # rows computed in bands (as threads split them) are the same bytes as the whole image
+    bands = [apply_region(X, coef, intercept, colour=colour, pad=k // 2, rows=r) for r in ((0, 1), (1, 11), (11, H))]
+    np.testing.assert_array_equal(np.concatenate(bands, axis=2), got)
+
+
+def test_apply_rejects_bad_rows():
+    with pytest.raises(ValueError, match="rows must satisfy"):
+        apply_region(np.zeros((1, 5, 5, 1)), np.zeros((1, 1, 5, 5, 9)), np.zeros((1, 1, 5, 5)), pad=1, rows=(3, 9))
 
 
 @pytest.mark.parametrize("colour", ["per_channel", "joint"])
@@ -87,7 +94,7 @@ def test_apply_banded_independent_of_tiling(colour, monkeypatch):
     monkeypatch.setattr(apply_mod, "_BAND_BYTES", 1)  # one row per band
     monkeypatch.setattr(apply_mod, "_GEMM_IMAGES", 5)  # 5 chunks of images
     monkeypatch.setattr(apply_mod, "_SEGMENT", 8)
-    tiled = apply_region(X, coef, intercept, colour=colour, pad=2, n_jobs=2)
+    tiled = apply_region(X, coef, intercept, colour=colour, pad=2)
     np.testing.assert_allclose(tiled, default, rtol=1e-5, atol=1e-5)
     ref = explicit(X.astype(np.float64), coef.astype(np.float64), intercept.astype(np.float64), colour)
     np.testing.assert_allclose(tiled, ref, rtol=1e-4, atol=1e-4)

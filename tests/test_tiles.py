@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlrdist.blocks import MEMORY_FRACTION, plan_tiles
+from mlrdist.tiles import MEMORY_FRACTION, plan_tiles
 
 COMMON = dict(receptive_field=3, n_samples=50, channels=3, n_targets=1, colour="per_channel", itemsize=8)
 

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from baselines._data import pairs
 
 from mlrdist import MaskedRidge
-from mlrdist.baselines._select import grid_search, group_kfold
-
-from ._data import pairs
+from mlrdist.select import grid_search, group_kfold
 
 
 def test_folds_are_subject_disjoint_and_cover():

@@ -1,18 +1,4 @@
-"""Input validation and intensity scaling of image stacks (pure NumPy).
-
-Two scalings are offered (``scaling=`` on every model):
-
-``"unit"`` (default)
-    Keeps absolute brightness: integer images are divided by their type's maximum
-    (``uint8 / 255``), float images are taken to be in ``[0, 1]`` already. Predictions are
-    clipped to ``[0, 1]``. A dark photo stays dark after synthesis.
-``"minmax"``
-    The paper's per-image min-max scaling: every image (all its pixels and channels) is
-    mapped to ``[0, 1]``; a constant image maps to 0. Predictions are clipped to
-    ``[0, 1]``. Removes global exposure differences between the two shots of a pair.
-``"none"``
-    Values are used as given (cast to the model dtype) and predictions are not clipped.
-"""
+"""Parameter and input checks shared by the estimators, the configs and the CLI (pure)."""
 
 from __future__ import annotations
 
@@ -22,18 +8,33 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "SCALINGS",
-    "apply_scaling",
+    "COLOURS",
     "check_alpha",
+    "check_choice",
     "check_dtype",
+    "check_either",
     "check_positive_int",
+    "check_size",
     "check_stack",
-    "scale_images",
-    "scaling_params",
     "split_targets",
 ]
 
-SCALINGS = ("unit", "minmax", "none")
+
+COLOURS = ("per_channel", "joint")  # colour modes of masked regression
+
+
+def check_choice(value: Any, name: str, choices: tuple) -> Any:
+    """Validate that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_either(value: Any, name: str, first: str, second: str) -> str:
+    """Validate that ``value`` is one of two strings."""
+    if value not in (first, second):
+        raise ValueError(f"{name} must be {first!r} or {second!r}, got {value!r}")
+    return value
 
 
 def check_alpha(alpha: Any, name: str = "alpha") -> float:
@@ -55,6 +56,17 @@ def check_positive_int(value: Any, name: str, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer{hint}, got {value!r}")
     return int(value)
+
+
+def check_size(size: Any) -> int | tuple[int, int]:
+    """Validate an image size: an int or (H, W), each side in 32..1024 pixels."""
+    try:
+        sides = (int(size),) * 2 if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        sides = ()
+    if isinstance(size, bool) or len(sides) != 2 or not all(32 <= s <= 1024 for s in sides):
+        raise ValueError(f"size must be an int or (H, W), each in 32..1024, got {size!r}")
+    return int(size) if isinstance(size, int | np.integer) else sides
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -90,48 +102,6 @@ def check_stack(X: Any, name: str) -> np.ndarray:
             "remove or repair those images"
         )
     return X if X.ndim == 4 else X[..., None]
-
-
-def scaling_params(X: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image offset and span ``(lo, span)``, each shape ``(n,)``, of a 4-D stack.
-
-    ``scaled = (X - lo) / span`` (0 where ``span == 0``). Computing them once for whole
-    images lets tiles of the same images be scaled identically (see ``train``).
-    """
-    n = X.shape[0]
-    if scaling == "none" or (scaling == "unit" and X.dtype.kind == "f"):
-        return np.zeros(n), np.ones(n)
-    if scaling == "unit":
-        return np.zeros(n), np.full(n, float(np.iinfo(X.dtype).max))
-    if scaling == "minmax":
-        lo = X.min(axis=(1, 2, 3)).astype(np.float64)
-        return lo, X.max(axis=(1, 2, 3)).astype(np.float64) - lo
-    raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
-
-
-def apply_scaling(X: np.ndarray, lo: np.ndarray, span: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``(X - lo) / span`` per image (``lo``, ``span`` of shape ``(n,)``), computed in ``dtype``.
-
-    Every path (in-memory fit, training tiles, synthesis) scales through this function, so
-    a tile of an image is scaled bit for bit like the whole image.
-    """
-    dtype = np.dtype(dtype)
-    shape = (-1,) + (1,) * (X.ndim - 1)
-    lo = np.asarray(lo, dtype=dtype).reshape(shape)
-    span = np.asarray(span, dtype=dtype).reshape(shape)
-    if not lo.any() and np.all(span == 1):
-        return X.astype(dtype, copy=False)
-    out = X.astype(dtype)
-    out -= lo
-    np.divide(out, span, out=out, where=span > 0)
-    out[np.broadcast_to(span <= 0, out.shape)] = 0.0
-    return out
-
-
-def scale_images(X: np.ndarray, scaling: str, dtype: np.dtype) -> np.ndarray:
-    """Scale a validated 4-D stack to the model's working range and dtype."""
-    lo, span = scaling_params(X, scaling)
-    return apply_scaling(X, lo, span, dtype)
 
 
 def split_targets(Y: Any, x_shape: tuple[int, ...], name: str = "Y") -> tuple[np.ndarray, tuple, str]:

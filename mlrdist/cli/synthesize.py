@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cli import EXIT_SKIPPED, add_dask_arguments, command, parse_options, quiet_logging
+from ._common import EXIT_OK, EXIT_SKIPPED, add_dask_arguments, parse_options, quiet_logging
+
+HELP = ("Apply stored weights to a photo collection or a Zarr of faces (Dask). Exit status 3 when some "
+        "inputs were skipped (listed with reasons; photos without a face are reported but not counted), "
+        "2 on an error.")
 
 
-def _args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mlrdist.config import PHOTO_ALIGN
+
     p.add_argument("weights", help="weights.zarr URL (from `mlrdist train`)")
     p.add_argument(
         "inputs",
@@ -21,7 +27,7 @@ def _args(p: argparse.ArgumentParser) -> None:
         "OUTPUTS/<target>/<relative path>, or a .zip",
     )
     p.add_argument(
-        "--align", choices=["none", "resize", "auto", "landmarks", "detector"], default="none",
+        "--align", choices=PHOTO_ALIGN, default=None,
         help="photos (default none): none = already aligned at the model size; resize = centre-crop and resize; "
         "auto/landmarks/detector = align each face (.tem template or detector), synthesise and "
         "blend it back into the photo",
@@ -40,24 +46,16 @@ def _args(p: argparse.ArgumentParser) -> None:
     add_dask_arguments(p)
 
 
-@command("synthesize", "Apply stored weights to a photo collection or a Zarr of faces (Dask). "
-         "Exit status 3 when some inputs were skipped (listed with reasons; photos without a face "
-         "are reported but not counted), 2 on an error.", _args)
 def run(args: argparse.Namespace) -> int:
-    from .io.stores import group_exists
-    from .synthesize import synthesize
+    from mlrdist.config import SynthesisConfig
+    from mlrdist.synthesize import synthesize
 
     quiet_logging()
-    options = parse_options(args.storage_option)
-    kwargs = dict(scheduler=args.scheduler, overwrite=args.overwrite, storage_options=options, progress=True)
-    if args.batch is not None:
-        kwargs["batch"] = args.batch
-    if not group_exists(args.inputs, options):
-        kwargs.update(align=args.align, no_face=args.no_face, format=args.format, preview=args.preview,
-                      preview_rows=args.preview_rows, keep_parts=args.keep_parts)
-    elif args.align != "none" or args.preview or args.format or args.keep_parts:
-        raise ValueError("--align, --format, --preview and --keep-parts apply to photo collections, not to Zarr inputs")
-    report = synthesize(args.weights, args.inputs, args.outputs, **kwargs)
+    config = SynthesisConfig(align=args.align, no_face=args.no_face, format=args.format, batch=args.batch,
+                             keep_parts=args.keep_parts)
+    report = synthesize(args.weights, args.inputs, args.outputs, config, scheduler=args.scheduler,
+                        overwrite=args.overwrite, storage_options=parse_options(args.storage_option),
+                        progress=True, preview=args.preview, preview_rows=args.preview_rows)
     print(report.summary())
     for url, reason in sorted(report.failed.items()):
         print(f"  skipped {url}: {reason}")
@@ -66,6 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report.to_dict(), f, indent=2)
-    if args.preview and not args.outputs.endswith(".zarr"):
+    if args.preview:
         print(f"preview: {args.preview}")
-    return EXIT_SKIPPED if report.failed else 0
+    return EXIT_SKIPPED if report.failed else EXIT_OK

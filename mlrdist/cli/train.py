@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_dask_arguments, command, parse_options, quiet_logging
+from ._common import EXIT_OK, add_dask_arguments, parse_options, quiet_logging
+
+HELP = "Fit masked-regression weights from a faces.zarr into a weights.zarr (Dask)."
 
 
 def _int_or_auto(text: str):
@@ -20,7 +22,7 @@ _int_or_auto.__name__ = "integer or 'auto'"
 _float_or_auto.__name__ = "number or 'auto'"
 
 
-def _args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("faces", help="faces.zarr URL (from `mlrdist ingest`)")
     p.add_argument("weights", help="weights.zarr URL to write (resumed when it exists)")
     p.add_argument("--source", default="neutral", help="source expression (default: neutral)")
@@ -41,20 +43,19 @@ def _args(p: argparse.ArgumentParser) -> None:
     add_dask_arguments(p)
 
 
-@command("train", "Fit masked-regression weights from a faces.zarr into a weights.zarr (Dask).", _args)
 def run(args: argparse.Namespace) -> int:
-    from .train import fit_weights
+    from mlrdist.config import TrainConfig
+    from mlrdist.train import fit_weights
 
     quiet_logging()
-    report = fit_weights(
-        args.faces, args.weights, source=args.source, targets=tuple(args.targets),
-        receptive_field=args.receptive_field, alpha=args.alpha, colour=args.colour,
-        dtype=args.dtype, scaling=args.scaling, tile=args.tile, scheduler=args.scheduler,
-        overwrite=args.overwrite, storage_options=parse_options(args.storage_option), progress=True,
-    )
+    config = TrainConfig(source=args.source, targets=tuple(args.targets), receptive_field=args.receptive_field,
+                         alpha=args.alpha, colour=args.colour, dtype=args.dtype, scaling=args.scaling,
+                         tile=args.tile)
+    report = fit_weights(args.faces, args.weights, config, scheduler=args.scheduler, overwrite=args.overwrite,
+                         storage_options=parse_options(args.storage_option), progress=True)
     print(report.summary())
     if report.selection:
         print(f"selected receptive_field={report.selection['receptive_field']} alpha={report.selection['alpha']:g}")
     if report.dropped_subjects:
         print(f"subjects without a complete pair (skipped): {', '.join(report.dropped_subjects)}")
-    return 0
+    return EXIT_OK

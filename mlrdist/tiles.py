@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .kernels.ridge import block_nbytes, choose_solver, default_subtile
+from .kernels.cost import block_nbytes, choose_solver, default_subtile
 
-__all__ = ["Tile", "TilePlan", "plan_tiles"]
+__all__ = ["Tile", "TilePlan", "plan_tiles", "row_bands"]
 
 # Fraction of a worker's memory limit a task may plan to use (Dask's spill threshold is 0.6).
 MEMORY_FRACTION = 0.5
@@ -170,3 +170,12 @@ def plan_tiles(
             return plan
     plan.check_memory(worker_memory)  # raises with advice
     return plan
+
+
+def row_bands(height: int, parts: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """Split ``height`` rows into at most ``parts`` contiguous bands ``(y0, y1)`` whose
+    boundaries fall on multiples of ``multiple`` (so sub-tiles are never cut)."""
+    units = -(-height // max(1, multiple))
+    parts = max(1, min(parts, units))
+    edges = [min(height, (units * i // parts) * multiple) for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import command, quiet_logging
+from ._common import EXIT_OK, quiet_logging
+
+HELP = "Run ingest -> train -> evaluate -> synthesize on the packaged sample and write a report."
 
 
-def _args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="mlrdist-demo", help="output folder (default ./mlrdist-demo)")
     p.add_argument("--data", help="a local London set (folder holding london-face-set/ or neutral/, smiling/) "
                                   "instead of the packaged 12-subject sample")
@@ -17,9 +19,8 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address (default: an embedded LocalCluster)")
 
 
-@command("demo", "Run ingest -> train -> evaluate -> synthesize on the packaged sample and write a report.", _args)
 def run(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from mlrdist.demo import run_demo
 
     quiet_logging()
     res = run_demo(args.out, data=args.data, receptive_field=args.receptive_field, alpha=args.alpha,
@@ -31,4 +32,4 @@ def run(args: argparse.Namespace) -> int:
     for name, path in res.paths.items():
         print(f"{name:>10}: {path}")
     print(f"finished in {res.seconds:.0f} s")
-    return 0
+    return EXIT_OK

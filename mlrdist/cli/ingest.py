@@ -6,20 +6,25 @@ import argparse
 import posixpath
 import sys
 
-from .cli import EXIT_SKIPPED, add_dask_arguments, command, parse_options, quiet_logging
+from ._common import EXIT_OK, EXIT_SKIPPED, add_dask_arguments, parse_options, quiet_logging
+
+HELP = ("Decode, align and store face images in a faces.zarr. Exit status 3 when some files were skipped "
+        "(listed with reasons in the summary and the report), 2 on an error.")
 
 
-def _args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mlrdist.config import INGEST_ALIGN
+
     p.add_argument("source", help="folder, glob, .zip/.tar(.gz) archive, or s3://bucket/prefix")
     p.add_argument("dest", help="faces.zarr URL (created, or appended to)")
     p.add_argument(
         "--labels", default="london",
-        help="london, yale, a regex with (?P<subject>..) and (?P<expression>..), or a manifest .csv "
+        help="london, yale, sample, a regex with (?P<subject>..) and (?P<expression>..), or a manifest .csv "
         "(columns file, subject, expression); default london",
     )
     p.add_argument("--size", type=int, default=128, help="output side in pixels, 32..1024 (default 128)")
     p.add_argument("--colour", choices=["rgb", "gray"], default="rgb")
-    p.add_argument("--align", choices=["auto", "landmarks", "detector", "none"], default="auto")
+    p.add_argument("--align", choices=INGEST_ALIGN, default="auto")
     p.add_argument("--batch-size", type=int, default=16, help="files per Dask task (default 16)")
     p.add_argument("--report", help="report JSON path (default: DEST/../ingest-report.json)")
     add_dask_arguments(p)
@@ -30,22 +35,20 @@ def default_report_path(dest: str) -> str:
     return posixpath.join(posixpath.dirname(dest.rstrip("/")) or ".", "ingest-report.json")
 
 
-@command("ingest", "Decode, align and store face images in a faces.zarr. Exit status 3 when some "
-         "files were skipped (listed with reasons in the summary and the report), 2 on an error.", _args)
 def run(args: argparse.Namespace) -> int:
-    import fsspec
-
-    from .ingest import ingest_images
+    from mlrdist.config import IngestConfig
+    from mlrdist.ingest import ingest_images
+    from mlrdist.io.location import Location
+    from mlrdist.io.stores import write_bytes
 
     quiet_logging()
     options = parse_options(args.storage_option)
-    report = ingest_images(
-        args.source, args.dest, labels=args.labels, size=args.size, colour=args.colour, align=args.align,
-        storage_options=options, scheduler=args.scheduler, batch_size=args.batch_size, progress=True,
-    )
+    config = IngestConfig(labels=args.labels, size=args.size, colour=args.colour, align=args.align,
+                          batch_size=args.batch_size)
+    report = ingest_images(args.source, args.dest, config, storage_options=options, scheduler=args.scheduler,
+                           progress=True)
     print(report.summary())
-    path = args.report or default_report_path(args.dest)
-    with fsspec.open(path, "w", **(options or {}) if "://" in path else {}) as f:
-        f.write(report.to_json())
+    path = Location(args.report or default_report_path(args.dest), options)
+    write_bytes(path, report.to_json().encode())
     print(f"report: {path}", file=sys.stderr)
-    return EXIT_SKIPPED if report.count("skipped") else 0
+    return EXIT_SKIPPED if report.count("skipped") else EXIT_OK

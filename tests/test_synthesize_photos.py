@@ -13,9 +13,10 @@ from conftest import write_faces_store
 from PIL import Image
 from test_synthesize import assert_within_one_level
 
-from mlrdist.synthesize import to_uint8
-from mlrdist.synthesize_files import synthesize_files
-from mlrdist.train import fit_weights, load_weights
+from mlrdist.io.weights_store import load_weights
+from mlrdist.scaling import to_uint8
+from mlrdist.synthesize import synthesize as synthesize_files
+from mlrdist.train import fit_weights
 
 
 @pytest.fixture(scope="module")

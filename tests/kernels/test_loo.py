@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge, RidgeCV
 
-from mlrdist.kernels.select import gather_windows, loo_errors
+from mlrdist.kernels.loo import gather_windows, loo_errors
 from mlrdist.kernels.windows import extract_windows, pad_samples_last
 from mlrdist.select import select_hyperparameters
 

@@ -1,4 +1,4 @@
-"""Photos in the wild: align each face, synthesise, warp back and blend into the photo.
+"""One photo: find its faces, align each, synthesise, warp back and blend into the photo.
 
 Each face is mapped with the similarity transform of :mod:`mlrdist.align` (eyes to the
 canonical positions the weights were trained with), synthesised at the model size, mapped
@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from .align import AlignSpec, align_image, eye_transform
+from .io.images import from_array
+from .scaling import to_uint8
 
-__all__ = ["face_mask", "paste_face", "spec_from_weights", "synthesize_photo"]
+__all__ = ["face_mask", "find_eyes", "paste_face", "spec_from_weights", "synthesize_photo"]
 
 
 def spec_from_weights(model) -> AlignSpec:
@@ -87,14 +89,10 @@ def synthesize_photo(model, photo: np.ndarray, eyes_list: list[np.ndarray]) -> d
     LookupError
         When ``eyes_list`` is empty (no face).
     """
-    from PIL import Image
-
-    from .synthesize import to_uint8
-
     if not eyes_list:
         raise LookupError("no face found")
     spec = spec_from_weights(model)
-    pil = Image.fromarray(photo[..., 0] if photo.shape[2] == 1 else photo)
+    pil = from_array(photo)
     faces = []
     for eyes in eyes_list:
         aligned = np.asarray(align_image(pil, eyes, spec))
@@ -107,3 +105,22 @@ def synthesize_photo(model, photo: np.ndarray, eyes_list: list[np.ndarray]) -> d
             result = paste_face(result, face, eyes, spec)
         out[target] = result
     return out
+
+
+def find_eyes(image: np.ndarray, points: np.ndarray | None, align: str) -> list[np.ndarray]:
+    """Eye centres of the faces in a photo: from its template (``landmarks``), a detector
+    (``detector``), or the template when there is one and the detector otherwise (``auto``).
+
+    Raises LookupError when no face is found and ImportError when a detector is needed but
+    the ``align`` extra is not installed.
+    """
+    if points is not None and align in ("landmarks", "auto"):
+        return [points[:2]]
+    if align == "landmarks":
+        raise LookupError("no landmark template (.tem) next to the photo")
+    from .align import detect_all_eyes
+
+    try:
+        return detect_all_eyes(from_array(image))
+    except ValueError as exc:
+        raise LookupError(str(exc)) from None
