@@ -13,6 +13,8 @@ __all__ = [
     "check_choice",
     "check_dtype",
     "check_either",
+    "check_layouts",
+    "check_number",
     "check_positive_int",
     "check_size",
     "check_stack",
@@ -49,6 +51,33 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float:
             f"got {alpha!r}"
         )
     return value
+
+
+def check_number(value: Any, name: str, low: float, high: float) -> float:
+    """Validate a finite number in ``[low, high]``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not np.isfinite(x) or not low <= x <= high:
+        raise ValueError(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
+    return x
+
+
+def check_layouts(layouts: Any) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Validate template layouts ``{n_points: (left-eye indices, right-eye indices)}``."""
+    out = {}
+    try:
+        for n, (left, right) in dict(layouts).items():
+            n, left, right = int(n), tuple(int(i) for i in left), tuple(int(i) for i in right)
+            if not left or not right or not all(0 <= i < n for i in left + right):
+                raise ValueError
+            out[n] = (left, right)
+    except (TypeError, ValueError):
+        raise ValueError("template_layouts must map a point count to two lists of point indices (left eye, "
+                         f"right eye), each index below the count, e.g. {{83: [[57, 63], [81, 50]]}}; got {layouts!r}"
+                         ) from None
+    return out
 
 
 def check_positive_int(value: Any, name: str, hint: str = "") -> int:

@@ -2,14 +2,14 @@
 
 Eye centres come from, in order of preference:
 
-* a WebMorph/Psychomorph template (``.tem``; points 0 and 1 are the left and right pupils,
-  image left/right), as shipped with the London set;
+* a WebMorph/Psychomorph template (``.tem``) of a known layout (:data:`TEMPLATE_EYES`: the
+  London 189-point template, whose points 0 and 1 are the pupils, and others by a declared
+  mapping of point indices), checked for plausibility (:func:`implausible_eyes`);
 * registration to another image of the same person whose eyes are known
   (:func:`register_pair`: a similarity transform maximising the normalised cross-correlation
   of the upper face on downscaled grayscale images). The London set's smiling shots have no
   template but were taken in a fixed studio set-up, so they register to the neutral shot;
-* an optional landmark detector (``pip install mlrdist[align]``: dlib + face_recognition_models,
-  imported lazily by :func:`detect_eyes`).
+* a face detector (:mod:`mlrdist.detect`, the optional ``align`` extra).
 
 Coordinates are continuous pixel coordinates ``(x, y)``, pixel ``i`` spanning ``[i, i + 1)``
 (Pillow's convention for ``Image.transform``).
@@ -17,7 +17,6 @@ Coordinates are continuous pixel coordinates ``(x, y)``, pixel ``i`` spanning ``
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,14 +26,27 @@ import numpy as np
 from ._validation import check_size
 
 __all__ = [
+    "TEMPLATE_EYES",
     "AlignSpec",
     "align_image",
-    "detect_all_eyes",
-    "detect_eyes",
     "eye_transform",
+    "implausible_eyes",
     "read_tem",
     "register_pair",
+    "template_eyes",
+    "warp_to_photo",
 ]
+
+#: Template layouts by point count: (left-eye point indices, right-eye point indices), image
+#: left/right; an eye is the mean of its points. 189: the WebMorph/Psychomorph template of
+#: the London set and its composites (0 and 1 are the pupils); 106: the London ``lisa_*``
+#: template (0 and 1 are the pupils); 83: the London ``zoom_*`` template, whose points 0 and 1
+#: lie on the mouth (the pupils are 57/63 and 81/50).
+TEMPLATE_EYES: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    189: ((0,), (1,)),
+    106: ((0,), (1,)),
+    83: ((57, 63), (81, 50)),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +113,66 @@ def read_tem(path_or_text: str | Path | bytes) -> np.ndarray:
     if pts.shape != (n, 2) or n < 2:
         raise ValueError(f"template declares {n} points but holds {pts.shape[0]} usable x/y lines")
     return pts
+
+
+def template_eyes(points: np.ndarray, layouts: dict | None = None) -> np.ndarray:
+    """Eye centres ``(2, 2)`` (rows image-left, image-right) of a template of known layout.
+
+    Parameters
+    ----------
+    points : array, shape (n_points, 2)
+    layouts : dict, optional
+        More layouts, ``{n_points: (left indices, right indices)}``, beside
+        :data:`TEMPLATE_EYES` (they take precedence).
+
+    Raises
+    ------
+    LookupError
+        When the template's point count is of no known layout.
+    """
+    known = {**TEMPLATE_EYES, **{int(k): v for k, v in (layouts or {}).items()}}
+    n = len(points)
+    if n not in known:
+        raise LookupError(f"a {n}-point template is of no known layout (known: {sorted(known)} points); "
+                          "declare its eye points (template_layouts) or let the detector find the eyes")
+    left, right = known[n]
+    try:
+        eyes = np.array([points[list(left)].mean(axis=0), points[list(right)].mean(axis=0)], dtype=np.float64)
+    except IndexError:
+        raise LookupError(f"the declared eye points {known[n]} do not exist in a {n}-point template") from None
+    return eyes[np.argsort(eyes[:, 0])]
+
+
+def implausible_eyes(eyes: np.ndarray, size: tuple[int, int], points: np.ndarray | None = None, *,
+                     min_px: float = 16.0, max_frac: float = 0.6, max_roll: float = 30.0) -> str | None:
+    """Why an eye pair cannot be a face's eyes in an image of ``size`` (W, H), or None.
+
+    Checks: finite and inside the image, at least ``min_px`` apart and at most ``max_frac``
+    of the image's short side, the eye line within ``max_roll`` degrees of horizontal, and,
+    with the whole template ``points``, an eye distance of 0.2–0.65 of the template's extent
+    (0.22–0.45 on the London templates; a mouth read as eyes gives far less).
+    """
+    W, H = size
+    eyes = np.asarray(eyes, dtype=np.float64)
+    if eyes.shape != (2, 2) or not np.all(np.isfinite(eyes)):
+        return "eye coordinates are not two finite (x, y) points"
+    if np.any(eyes < 0) or np.any(eyes > [W, H]):
+        return f"an eye lies outside the {W}x{H} image"
+    v = eyes[1] - eyes[0]
+    d = float(np.hypot(*v))
+    if d < min_px:
+        return f"the eyes are {d:.1f} px apart (at least {min_px:g} expected)"
+    if d > max_frac * min(W, H):
+        return f"the eyes are {d:.0f} px apart, more than {max_frac:g} of the image's short side"
+    roll = float(np.degrees(np.arctan2(v[1], v[0])))
+    if abs(roll) > max_roll:
+        return f"the eye line is tilted {roll:.0f} degrees (at most {max_roll:g})"
+    if points is not None:
+        extent = float(np.max(np.ptp(np.asarray(points, dtype=np.float64), axis=0)))
+        ratio = d / extent if extent > 0 else 0.0
+        if not 0.2 <= ratio <= 0.65:
+            return f"the eye distance is {ratio:.2f} of the template's extent (0.2-0.65 expected)"
+    return None
 
 
 def eye_transform(eyes: np.ndarray, spec: AlignSpec) -> np.ndarray:
@@ -174,6 +246,39 @@ def align_image(img, eyes: np.ndarray, spec: AlignSpec, *, eye_scale: float = 1.
                       [M[1, 0] * sy, M[1, 1] * sy, (M[1, 2] - y0) * sy]])
         img = small
     return img.transform((W, H), Image.Transform.AFFINE, tuple(M.ravel()), Image.Resampling.BICUBIC)
+
+
+def warp_to_photo(face: np.ndarray, eyes: np.ndarray, spec: AlignSpec, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Map an aligned float image back into a box of the photo (the inverse of
+    :func:`align_image`), bicubic, in float32.
+
+    Parameters
+    ----------
+    face : ndarray, shape (H, W, C)
+        In the aligned frame of ``spec``.
+    eyes : array, shape (2, 2)
+        The face's eyes in the photo.
+    box : (x0, y0, x1, y1)
+        Photo pixels to fill.
+
+    Returns
+    -------
+    ndarray, shape (y1 - y0, x1 - x0, C), float32 (zero where the aligned frame does not reach)
+    """
+    from PIL import Image
+
+    x0, y0, x1, y1 = box
+    M = np.vstack([eye_transform(eyes, spec), [0, 0, 1]])  # aligned -> photo
+    # Pillow maps output pixels to input pixels: box pixel (u, v) is photo (u + x0, v + y0)
+    A = np.linalg.inv(M) @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+    data = tuple(A[:2].ravel())
+    size = (x1 - x0, y1 - y0)
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(face[..., c], dtype=np.float32), mode="F").transform(
+            size, Image.Transform.AFFINE, data, Image.Resampling.BICUBIC))
+        for c in range(face.shape[2])
+    ]
+    return np.stack(channels, axis=2)
 
 
 # --------------------------------------------------------------------------- registration
@@ -309,58 +414,3 @@ def _best_shift(template: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tu
     score = num / np.sqrt(var * max((t0**2).sum(), 1e-9))
     iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
     return float(ix - x0), float(iy - y0)
-
-
-# --------------------------------------------------------------------------- detector
-
-
-def detect_eyes(img) -> np.ndarray:
-    """Eye centres of the largest face found by dlib's 5-point landmark model.
-
-    Needs the ``align`` extra (``pip install mlrdist[align]``); otherwise raises ImportError
-    saying so. Returns an array of shape (2, 2), rows left and right eye (image left/right).
-
-    Raises
-    ------
-    ImportError
-        When dlib or face_recognition_models is missing.
-    ValueError
-        When no face is found.
-    """
-    return detect_all_eyes(img)[0]
-
-
-def detect_all_eyes(img, *, upsample: int = 1) -> list[np.ndarray]:
-    """Eye centres of every face dlib finds, largest face first.
-
-    Returns a non-empty list of (2, 2) arrays (rows left and right eye, columns x, y).
-    Raises ImportError without the ``align`` extra and ValueError when no face is found.
-    """
-    detector, predictor = _dlib_models()
-    arr = np.asarray(img.convert("RGB"))
-    faces = sorted(detector(arr, upsample), key=lambda r: -r.width() * r.height())
-    if not faces:
-        raise ValueError("no face found by the detector")
-    out = []
-    for face in faces:
-        shape = predictor(arr, face)
-        p = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
-        # 5-point model: 0-1 one eye's corners, 2-3 the other's, 4 the nose
-        e1, e2 = p[0:2].mean(axis=0), p[2:4].mean(axis=0)
-        out.append(np.array(sorted([e1, e2], key=lambda e: e[0])) + 0.5)
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def _dlib_models():
-    """dlib's HOG face detector and 5-point landmark predictor (loaded once per process)."""
-    try:
-        import dlib
-        import face_recognition_models as frm
-    except ImportError as exc:
-        raise ImportError(
-            "face detection needs the optional 'align' extra: pip install 'mlrdist[align]' "
-            "(dlib-bin, face_recognition_models); or give landmarks (.tem files) or use align='none' "
-            "for pre-aligned images"
-        ) from exc
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(frm.pose_predictor_five_point_model_location())

@@ -16,6 +16,8 @@ from ._validation import (
     check_choice,
     check_dtype,
     check_either,
+    check_layouts,
+    check_number,
     check_positive_int,
     check_size,
 )
@@ -181,6 +183,16 @@ class SynthesisConfig:
     keep_parts : bool
         For a ``.zip`` output: keep the image tree ``{name}.parts`` it is built in, with its
         completion manifests, so that a rerun converts only new or failed inputs.
+    detail : {"keep", "none"} or None
+        ``keep``: add the model's low-passed change to the input, at the photo's resolution,
+        keeping its detail (see :mod:`mlrdist.photo`); ``none``: the prediction itself, the
+        paper's output. None: ``keep`` for photos, ``none`` for Zarr inputs.
+    strength : float
+        output = input + strength x change: 0 returns the input, 1 is the model, above 1
+        exaggerates a faint expression (0 to 4).
+    template_layouts : dict, optional
+        ``.tem`` layouts beyond the known ones, ``{n_points: [left-eye indices, right-eye
+        indices]}`` (see :data:`mlrdist.align.TEMPLATE_EYES`).
     """
 
     align: str | None = None
@@ -188,10 +200,19 @@ class SynthesisConfig:
     format: str | None = None
     batch: int | None = None
     keep_parts: bool = False
+    detail: str | None = None
+    strength: float = 1.0
+    template_layouts: dict | None = None
 
     def __post_init__(self) -> None:
         if self.align is not None:
             check_choice(self.align, "align", PHOTO_ALIGN)
+        if self.detail is not None:
+            check_choice(self.detail, "detail", ("keep", "none"))
+        strength = check_number(self.strength, "strength", 0.0, 4.0)
+        object.__setattr__(self, "strength", strength)
+        if self.template_layouts is not None:
+            object.__setattr__(self, "template_layouts", check_layouts(self.template_layouts))
         check_either(self.no_face, "no_face", "copy", "skip")
         if self.format is not None:
             fmt = str(self.format).lower().lstrip(".")
@@ -205,7 +226,7 @@ class SynthesisConfig:
     def photo_options_set(self) -> list[str]:
         """The photo-only settings that were set (refused for Zarr inputs; ``keep_parts`` only
         concerns ``.zip`` outputs and is ignored otherwise)."""
-        return [name for name in ("align", "format") if getattr(self, name) is not None]
+        return [name for name in ("align", "format", "template_layouts") if getattr(self, name) is not None]
 
     def to_dict(self) -> dict:
         return asdict(self)

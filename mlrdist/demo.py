@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["DEMO_METHODS", "DemoResult", "run_demo"]
 
-DEMO_METHODS = ("MR", "l2", "l1-masked", "l0-masked", "rrr", "pcr", "kernel")
+DEMO_METHODS = ("MR", "MR-detail", "l2", "l1-masked", "l0-masked", "rrr", "pcr", "kernel")
 
 
 @dataclass

@@ -42,6 +42,9 @@ __all__ = [
 METHOD_GRIDS: dict[str, tuple[str, dict, dict]] = {
     "MR": ("mlrdist.estimator:MaskedRidge", {"receptive_field": 3, "alpha": 0.4},
            {"receptive_field": [3, 5, 7], "alpha": [0.4, 4.0, 40.0]}),
+    # MR as photos get it: the input plus the prediction's low-passed change (mlrdist.photo)
+    "MR-detail": ("mlrdist.photo:DetailMaskedRidge", {"receptive_field": 3, "alpha": 0.4},
+                  {"receptive_field": [3, 5, 7], "alpha": [0.4, 4.0, 40.0]}),
     "l2": ("mlrdist.baselines.l2:FullRidge", {"alpha": 0.4}, {"alpha": [4.0, 40.0, 400.0]}),
     "l1-masked": ("mlrdist.baselines.lasso:MaskedLasso", {"receptive_field": 3, "alpha": 1e-4},
                   {"alpha": [1e-4, 1e-3, 1e-2]}),

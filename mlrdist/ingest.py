@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .align import AlignSpec, align_image, read_tem, register_pair
+from .align import AlignSpec, align_image, implausible_eyes, read_tem, register_pair, template_eyes
 from .config import IngestConfig, build_config
+from .detect import INSTALL, detect_faces, detector_available
 from .execution import open_executor
 from .io.faces_store import COORDS, FacesWriter, Rows
 from .io.images import ImageDecodeError, decode_image, fit_resize, to_array
@@ -131,15 +132,6 @@ class _Item:
     reference: int | None = None  # index in the batch of the image to register to
 
 
-def _detector_available() -> bool:
-    try:
-        import dlib  # noqa: F401
-        import face_recognition_models  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _plan_items(listing: Listing, label, align: str, report: IngestReport) -> list[list[_Item]]:
     """Label the images and choose each one's alignment; returns groups by subject."""
     sidecars = listing.sidecars
@@ -181,12 +173,11 @@ def _plan_items(listing: Listing, label, align: str, report: IngestReport) -> li
             items.append(_Item(f, subject, expr, tem, method, 0 if method == "register" else None))
         if items:
             planned.append(items)
-    if need_detector and not _detector_available():
-        raise ValueError(
-            f"{need_detector} image(s) have no .tem landmarks (nor a templated image of the same subject "
-            "to register to), so they need the face detector: pip install 'mlrdist[align]' "
-            "(dlib-bin, face_recognition_models), or pass align='none' for pre-aligned images"
-        )
+    if align == "detector" and need_detector and detector_available() is None:
+        raise ValueError(f"align='detector' needs a face detector: {INSTALL}; or pass align='auto' to use "
+                         ".tem landmarks, or align='none' for pre-aligned images")
+    # with align='auto', an image that needs the detector when none is installed is skipped
+    # and reported by its batch (after decoding, so a corrupt file is reported as corrupt)
     return planned
 
 
@@ -305,10 +296,12 @@ def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
         dec = decode_image(data, colour=job.colour, min_size=(W, H))
         return fit_resize(dec.image, (W, H)), rec
     if it.method == "landmarks":
-        eyes = _template_eyes(tem_bytes[it.template.url], it.template.url)
+        eyes, points = _template_eyes(tem_bytes[it.template.url], it.template.url)
         ed = float(np.hypot(*(eyes[1] - eyes[0])))
         dec = decode_image(data, colour=job.colour, min_scale=out_eye_dist / ed)
-        _check_eyes_inside(eyes, dec.full_size)
+        why = implausible_eyes(eyes, dec.full_size, points)
+        if why:
+            raise ValueError(f"template {it.template.url}: {why}")
     elif it.method == "register":
         if it.reference not in eyes_of:
             raise ValueError(f"its reference {items[it.reference].file.url} could not be aligned")
@@ -320,26 +313,27 @@ def _align_one(it: _Item, data: bytes, tem_bytes, eyes_of, i, items, job: _Job):
         if ncc < MIN_NCC:
             raise ValueError(f"registration to {items[it.reference].file.url} failed (correlation {ncc:.2f})")
     else:
-        from .align import detect_eyes
-
         dec = decode_image(data, colour=job.colour, min_size=(1024, 1024))
-        eyes = detect_eyes(dec.image) / dec.scale
+        faces = detect_faces(to_array(dec.image))
+        if not faces:
+            raise ValueError("no face found by the detector")
+        eyes = faces[0].eyes / dec.scale
         if it.template is not None:
-            rec.eye_error_px = _eye_error(eyes, _template_eyes(tem_bytes[it.template.url], it.template.url), spec)
+            rec.eye_error_px = _eye_error(eyes, _template_eyes(tem_bytes[it.template.url], it.template.url)[0], spec)
     eyes_of[i] = (dec, eyes)
     rec.eyes = np.round(eyes, 2).tolist()
     return align_image(dec.image, eyes, spec, eye_scale=dec.scale), rec
 
 
-def _template_eyes(data, url: str) -> np.ndarray:
+def _template_eyes(data, url: str) -> tuple[np.ndarray, np.ndarray]:
+    """(eyes, all points) of a template of known layout."""
     if isinstance(data, Exception):
         raise ValueError(f"template {url} unreadable: {data}")
-    return read_tem(data)[:2]
-
-
-def _check_eyes_inside(eyes: np.ndarray, size: tuple[int, int]) -> None:
-    if np.any(eyes < 0) or np.any(eyes > np.array(size)):
-        raise ValueError(f"template eyes {eyes.tolist()} lie outside the {size[0]}x{size[1]} image")
+    points = read_tem(data)
+    try:
+        return template_eyes(points), points
+    except LookupError as exc:
+        raise ValueError(f"template {url}: {exc}") from None
 
 
 def _eye_error(eyes: np.ndarray, truth: np.ndarray, spec: AlignSpec) -> float:

@@ -1,20 +1,62 @@
-"""One photo: find its faces, align each, synthesise, warp back and blend into the photo.
+"""One photo: find its faces, align each, predict the change, add it back at full resolution.
 
-Each face is mapped with the similarity transform of :mod:`mlrdist.align` (eyes to the
-canonical positions the weights were trained with), synthesised at the model size, mapped
-back with the inverse transform and alpha-blended into the original photo through a
-feathered elliptical mask, so the user gets their own photo back with the new expression.
+Masked regression predicts a face at the model's size, and its prediction is smooth: on
+held-out London subjects at 256 px it keeps about a sixth of the target's fine detail. So a
+photo is not given the prediction itself. For each face:
+
+1. the face is aligned to the model's frame (eyes at the canonical positions of training);
+2. the model predicts every target; the *change* ``D = P - X`` (prediction minus aligned
+   input) is low-passed with a Gaussian of ``DETAIL_SIGMA`` times the aligned eye distance
+   (3 px at 256 px), which keeps 96% of the expression's gain while dropping the model's
+   blur, and scaled by the ``strength``;
+3. ``D`` is mapped back through the inverse alignment at the photo's own resolution and added
+   to the photo inside a feathered ellipse over the face.
+
+Every pixel outside the ellipses keeps its value, the face keeps its resolution and texture,
+and a 256 px model edits a 1350 px face. ``detail="none"`` pastes the (strength-scaled)
+prediction itself instead, the paper's output.
+
+Colour: a grayscale photo with colour weights gets the luminance of the colour change; a
+colour photo with gray weights is predicted on its luminance and the change is added to R, G
+and B alike. Either way the photo keeps its own mode and no tint appears.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+from scipy import ndimage
 
-from .align import AlignSpec, align_image, eye_transform
+from .align import (
+    AlignSpec,
+    align_image,
+    eye_transform,
+    implausible_eyes,
+    template_eyes,
+    warp_to_photo,
+)
+from .estimator import MaskedRidge
 from .io.images import from_array
-from .scaling import to_uint8
 
-__all__ = ["face_mask", "find_eyes", "paste_face", "spec_from_weights", "synthesize_photo"]
+__all__ = [
+    "DETAIL_MODES",
+    "DETAIL_SIGMA",
+    "DetailMaskedRidge",
+    "FacePlan",
+    "PhotoResult",
+    "change_faces",
+    "face_mask",
+    "keep_detail",
+    "locate_faces",
+    "spec_from_weights",
+    "synthesize_photos",
+]
+
+DETAIL_MODES = ("keep", "none")
+DETAIL_SIGMA = 0.04  # low-pass of the change, in aligned eye distances (3 px at 256 px)
+LUMA = np.array([0.299, 0.587, 0.114])
+FEATHER = 0.08  # of the aligned image size
 
 
 def spec_from_weights(model) -> AlignSpec:
@@ -28,99 +70,249 @@ def spec_from_weights(model) -> AlignSpec:
     )
 
 
-def face_mask(size: tuple[int, int], spec: AlignSpec, feather: float = 0.08) -> np.ndarray:
-    """A feathered ellipse over the face in aligned coordinates, values in [0, 1], (H, W).
-
-    The ellipse is centred between the eyes and below them (the mouth moves most) and its
-    edge ramps smoothly over ``feather`` of the image size.
-    """
-    H, W = size
+def detail_sigma(spec: AlignSpec) -> float:
+    """The change's low-pass, in aligned pixels, for a model of this alignment."""
     eyes = spec.eyes_px()
-    d = np.linalg.norm(eyes[1] - eyes[0])
+    return DETAIL_SIGMA * float(np.hypot(*(eyes[1] - eyes[0])))
+
+
+def keep_detail(X: np.ndarray, P: np.ndarray, sigma: float, strength: float = 1.0) -> np.ndarray:
+    """``X + G_sigma(strength (P - X))``: the input with the prediction's low-passed change.
+
+    ``X``, ``P``: float ``(..., H, W, C)`` stacks; the Gaussian acts on the two spatial axes.
+    """
+    D = strength * (np.asarray(P, dtype=np.float64) - X)
+    sig = [0.0] * D.ndim
+    sig[-3] = sig[-2] = sigma
+    return X + ndimage.gaussian_filter(D, sig, mode="nearest")
+
+
+# --------------------------------------------------------------------------- the face mask
+
+
+def _ellipse(spec: AlignSpec) -> tuple[float, float, float, float, float]:
+    """Centre, radii and feather of the face ellipse, in aligned pixels: centred below the
+    eyes (the mouth moves most), 2.1 x 2.9 eye distances."""
+    H, W = spec.size
+    eyes = spec.eyes_px()
+    d = float(np.linalg.norm(eyes[1] - eyes[0]))
     cx, cy = eyes.mean(axis=0) + [0.0, 0.55 * d]
     rx, ry = 1.05 * d, 1.45 * d
+    return cx, cy, rx, ry, FEATHER * max(H, W) / min(rx, ry)
+
+
+def _smooth(r: np.ndarray, edge: float) -> np.ndarray:
+    t = np.clip((1.0 - r) / edge, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def face_mask(size: tuple[int, int], spec: AlignSpec) -> np.ndarray:
+    """The feathered face ellipse in aligned coordinates, values in [0, 1], shape (H, W)."""
+    H, W = size
+    cx, cy, rx, ry, edge = _ellipse(spec)
     y, x = np.mgrid[0:H, 0:W] + 0.5
-    r = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2)
-    edge = feather * max(H, W) / min(rx, ry)
-    return np.clip((1.0 - r) / edge, 0.0, 1.0) ** 2 * (3 - 2 * np.clip((1.0 - r) / edge, 0.0, 1.0))
+    return _smooth(np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2), edge)
 
 
-def paste_face(photo: np.ndarray, face: np.ndarray, eyes: np.ndarray, spec: AlignSpec) -> np.ndarray:
-    """Blend an aligned synthesised ``face`` back into ``photo`` (both uint8, (H, W, C))."""
-    from PIL import Image
-
+def _photo_mask(eyes: np.ndarray, spec: AlignSpec, shape: tuple[int, int]):
+    """``(box, weights)``: the photo box the face ellipse covers and the ellipse's weight at
+    each of its pixel centres (float32), computed at the photo's resolution."""
     M = np.vstack([eye_transform(eyes, spec), [0, 0, 1]])  # aligned -> photo
-    inv = np.linalg.inv(M)  # photo -> aligned
-    h, w = face.shape[:2]
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64) @ M.T
-    Hp, Wp = photo.shape[:2]
-    x0, y0 = np.maximum(np.floor(corners[:, :2].min(axis=0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(corners[:, :2].max(axis=0)).astype(int), [Wp, Hp])
+    cx, cy, rx, ry, edge = _ellipse(spec)
+    t = np.linspace(0, 2 * np.pi, 96)
+    ring = np.c_[cx + rx * np.cos(t), cy + ry * np.sin(t), np.ones_like(t)] @ M.T
+    Hp, Wp = shape
+    x0, y0 = np.maximum(np.floor(ring[:, :2].min(axis=0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(ring[:, :2].max(axis=0)).astype(int) + 2, [Wp, Hp])
+    box = (int(x0), int(y0), int(x1), int(y1))
     if x1 <= x0 or y1 <= y0:
-        return photo
-    # Pillow's AFFINE maps output pixels to input pixels: box pixel (u, v) is photo (u + x0, v + y0)
-    A = inv @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
-    data = tuple(A[:2].ravel())
-    box = (int(x1 - x0), int(y1 - y0))
-    mode_face = face[..., 0] if face.shape[2] == 1 else face
-    warped = np.asarray(Image.fromarray(np.ascontiguousarray(mode_face)).transform(
-        box, Image.Transform.AFFINE, data, Image.Resampling.BICUBIC))
-    mask = face_mask((h, w), spec).astype(np.float32)
-    alpha = np.asarray(Image.fromarray(mask, mode="F").transform(
-        box, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR))
-    warped = warped if warped.ndim == 3 else warped[..., None]
-    out = photo.copy()
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    a = alpha[..., None]
-    out[y0:y1, x0:x1] = np.clip(np.rint(a * warped + (1 - a) * region), 0, 255).astype(np.uint8)
-    return out
+        return box, np.zeros((0, 0), np.float32)
+    inv = np.linalg.inv(M)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
+    u = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
+    v = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]
+    return box, _smooth(np.sqrt(((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2), edge).astype(np.float32)
 
 
-def synthesize_photo(model, photo: np.ndarray, eyes_list: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Every target of ``model`` for every face of ``photo`` (uint8, (H, W, C)).
+# --------------------------------------------------------------------------- faces
 
-    Parameters
-    ----------
-    eyes_list : list of (2, 2) arrays
-        Left and right eye centres ``(x, y)`` of each face, in photo pixels.
+
+@dataclass(frozen=True)
+class FacePlan:
+    """Where one face is: eyes ``(2, 2)`` in photo pixels and where they came from
+    (``template``, ``mtcnn``, ``dlib``)."""
+
+    eyes: np.ndarray
+    source: str
+
+
+def locate_faces(image: np.ndarray, points: np.ndarray | None, align: str,
+                 layouts: dict | None = None) -> tuple[list[FacePlan], str]:
+    """The faces of a photo and a note on how they were found.
+
+    ``landmarks``: the ``.tem`` template's eyes (a known layout, plausible for the photo);
+    ``detector``: every face the detector finds; ``auto``: the template when it passes, else
+    the detector. Returns ``([], reason)`` when no face is found.
 
     Raises
     ------
-    LookupError
-        When ``eyes_list`` is empty (no face).
+    ImportError
+        When the detector is needed and not installed.
     """
-    if not eyes_list:
-        raise LookupError("no face found")
-    spec = spec_from_weights(model)
-    pil = from_array(photo)
-    faces = []
-    for eyes in eyes_list:
-        aligned = np.asarray(align_image(pil, eyes, spec))
-        faces.append(aligned if aligned.ndim == 3 else aligned[..., None])
-    preds = model.predict(np.stack(faces))
-    out = {}
-    for target, stack in preds.items():
-        result = photo
-        for eyes, face in zip(eyes_list, to_uint8(stack), strict=True):
-            result = paste_face(result, face, eyes, spec)
-        out[target] = result
-    return out
-
-
-def find_eyes(image: np.ndarray, points: np.ndarray | None, align: str) -> list[np.ndarray]:
-    """Eye centres of the faces in a photo: from its template (``landmarks``), a detector
-    (``detector``), or the template when there is one and the detector otherwise (``auto``).
-
-    Raises LookupError when no face is found and ImportError when a detector is needed but
-    the ``align`` extra is not installed.
-    """
+    note = ""
     if points is not None and align in ("landmarks", "auto"):
-        return [points[:2]]
+        try:
+            eyes = template_eyes(points, layouts)
+            note = implausible_eyes(eyes, (image.shape[1], image.shape[0]), points) or ""
+        except LookupError as exc:
+            note = str(exc)
+        if not note:
+            return [FacePlan(eyes, "template")], ""
+        note = f"template not used: {note}"
     if align == "landmarks":
-        raise LookupError("no landmark template (.tem) next to the photo")
-    from .align import detect_all_eyes
+        return [], note or "no landmark template (.tem) next to the photo"
+    from .detect import detect_faces
 
-    try:
-        return detect_all_eyes(from_array(image))
-    except ValueError as exc:
-        raise LookupError(str(exc)) from None
+    faces = detect_faces(image)
+    if not faces:
+        return [], "; ".join(filter(None, [note, "no face found by the detector"]))
+    return [FacePlan(f.eyes, f.backend) for f in faces], note
+
+
+# --------------------------------------------------------------------------- synthesis
+
+
+@dataclass
+class PhotoResult:
+    """The outputs of one photo (``{target: uint8 (H, W, C)}``, the photo's own mode) and, per
+    face, its box in the photo and whether it was converted."""
+
+    outputs: dict[str, np.ndarray]
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def converted(self) -> int:
+        return len(self.boxes)
+
+
+def _aligned(photo: np.ndarray, eyes: np.ndarray, spec: AlignSpec, model_channels: int) -> np.ndarray:
+    """The face in the model's frame and channels, uint8."""
+    face = np.asarray(align_image(from_array(photo), eyes, spec))
+    face = face if face.ndim == 3 else face[..., None]
+    if face.shape[2] == model_channels:
+        return face
+    if model_channels == 3:  # gray photo, colour weights
+        return np.repeat(face, 3, axis=2)
+    return np.rint(face @ LUMA).astype(np.uint8)[..., None]  # colour photo, gray weights
+
+
+def _predict_unit(model, stack: np.ndarray) -> dict[str, np.ndarray]:
+    """Predictions for uint8 faces, in [0, 1] units whatever the model's own scaling."""
+    from .scaling import scaling_params
+
+    lo, span = scaling_params(stack, model.scaling)
+    shape = (-1,) + (1,) * (stack.ndim - 1)
+    return {t: (np.asarray(p, dtype=np.float64) * span.reshape(shape) + lo.reshape(shape)) / 255.0
+            for t, p in model.predict(stack).items()}
+
+
+def _to_photo_channels(D: np.ndarray, photo_channels: int) -> np.ndarray:
+    if D.shape[2] == photo_channels:
+        return D
+    if photo_channels == 1:  # the luminance of a colour change
+        return (D @ LUMA)[..., None]
+    return np.repeat(D, 3, axis=2)  # a gray change, added to R, G and B alike
+
+
+def synthesize_photos(model, photos: list[np.ndarray], faces: list[list[FacePlan]], *,
+                      detail: str = "keep", strength: float = 1.0) -> list[PhotoResult]:
+    """Every target of ``model`` for every face of every photo.
+
+    All faces of all photos are predicted in one call, so a batch of photos costs one
+    batched synthesis. A face whose aligned frame falls entirely outside its photo is
+    reported in ``failed``.
+
+    Parameters
+    ----------
+    photos : list of uint8 (H, W, C) arrays, C = 1 or 3 (each photo's own mode)
+    faces : list (per photo) of lists of :class:`FacePlan`
+    detail : {"keep", "none"}
+        ``keep``: add the low-passed change at the photo's resolution; ``none``: paste the
+        prediction itself (the paper's output).
+    strength : float
+        Scale of the change: 0 returns the photo, 1 the model, above 1 exaggerates.
+    """
+    spec = spec_from_weights(model)
+    C_model = model.image_shape_[2]
+    stack = [_aligned(p, f.eyes, spec, C_model) for p, fs in zip(photos, faces, strict=True) for f in fs]
+    targets = list(model.targets_)
+    preds = _predict_unit(model, np.stack(stack)) if stack else {}
+    sigma = detail_sigma(spec)
+    results, k = [], 0
+    for photo, fs in zip(photos, faces, strict=True):
+        out = {t: photo.astype(np.float32) for t in targets}
+        res = PhotoResult(outputs={})
+        for f in fs:
+            X = stack[k] / 255.0
+            box, w = _photo_mask(f.eyes, spec, photo.shape[:2])
+            if w.size == 0 or not w.any():
+                res.failed.append("the face lies outside the photo")
+                k += 1
+                continue
+            x0, y0, x1, y1 = box
+            for t in targets:
+                P = np.asarray(preds[t][k], dtype=np.float64)
+                if detail == "keep":
+                    change = keep_detail(X, P, sigma, strength) - X
+                    add = warp_to_photo(_to_photo_channels(255.0 * change, photo.shape[2]), f.eyes, spec, box)
+                    out[t][y0:y1, x0:x1] += w[..., None] * add
+                else:
+                    face = _to_photo_channels(255.0 * np.clip(X + strength * (P - X), 0.0, 1.0), photo.shape[2])
+                    pasted = warp_to_photo(face, f.eyes, spec, box)
+                    region = out[t][y0:y1, x0:x1]
+                    region += w[..., None] * (pasted - region)
+            res.boxes.append(box)
+            k += 1
+        # pixels outside every face ellipse had 0 added: they round back to the photo's values
+        res.outputs = {t: np.rint(np.clip(out[t], 0, 255)).astype(np.uint8) if res.boxes else photo
+                       for t in targets}
+        results.append(res)
+    return results
+
+
+def change_faces(model, images: np.ndarray, detail: str, strength: float) -> dict[str, np.ndarray]:
+    """Aligned uint8 faces ``(n, H, W, C)`` -> ``{target: uint8 (n, H, W, C)}``: the
+    prediction itself (``detail="none"``, strength 1: the paper's output), or the input plus
+    the strength-scaled change, low-passed when ``detail="keep"``."""
+    from .scaling import to_uint8
+
+    if detail == "none" and strength == 1.0:
+        return {t: to_uint8(p) for t, p in model.predict(images).items()}
+    X = images.astype(np.float64) / 255.0
+    preds = _predict_unit(model, images)
+    if detail == "keep":
+        sigma = detail_sigma(spec_from_weights(model))
+        return {t: to_uint8(np.clip(keep_detail(X, p, sigma, strength), 0, 1)) for t, p in preds.items()}
+    return {t: to_uint8(np.clip(X + strength * (p - X), 0, 1)) for t, p in preds.items()}
+
+
+
+class DetailMaskedRidge(MaskedRidge):
+    """:class:`~mlrdist.MaskedRidge` whose predictions keep the input's detail:
+    ``X + G_sigma(P - X)`` on aligned faces, ``sigma`` = ``detail_sigma`` eye distances of the
+    default alignment (0.3 of the width). The form photos get; for the comparison of
+    :mod:`mlrdist.evaluate` beside the paper's (plain) MR."""
+
+    def __init__(self, receptive_field: int = 3, alpha: float = 0.4, *, detail_sigma: float = DETAIL_SIGMA,
+                 colour: str = "per_channel", dtype=np.float64, scaling: str = "unit", solver: str = "auto",
+                 n_jobs: int | None = None) -> None:
+        super().__init__(receptive_field, alpha, colour=colour, dtype=dtype, scaling=scaling, solver=solver,
+                         n_jobs=n_jobs)
+        self.detail_sigma = detail_sigma
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        P = super()._predict(X)
+        sigma = float(self.detail_sigma) * 0.3 * X.shape[2]
+        out = keep_detail(X[None].astype(np.float64), P, sigma).astype(P.dtype)
+        return np.clip(out, *self._clip_range) if self._clip_range else out

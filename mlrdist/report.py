@@ -12,7 +12,7 @@ import base64
 import html
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -21,7 +21,62 @@ import numpy as np
 
 from .scaling import scale_images, to_uint8
 
-__all__ = ["Page", "application_grid", "comparison_grid", "weight_figure", "write_figures", "write_report"]
+__all__ = [
+    "Page",
+    "SynthesisReport",
+    "application_grid",
+    "comparison_grid",
+    "weight_figure",
+    "write_figures",
+    "write_report",
+]
+
+
+@dataclass
+class SynthesisReport:
+    """What a synthesis run did.
+
+    ``failed`` maps an input URL to the reason it was not converted (it is tried again on the
+    next run); ``no_face`` lists photos without a face (copied through or skipped, as asked);
+    ``photos`` lists ``[url, faces found, faces converted]`` for every photo this run
+    converted. ``converted`` counts converted inputs (photos or aligned faces).
+    """
+
+    outputs: str
+    targets: list[str]
+    n_inputs: int
+    converted: int
+    skipped_done: int
+    failed: dict[str, str] = field(default_factory=dict)
+    no_face: list[str] = field(default_factory=list)
+    photos: list[list] = field(default_factory=list)
+    faces_found: int = 0
+    faces_converted: int = 0
+    seconds: float = 0.0
+    dashboard: str | None = None
+
+    def add_photos(self, photos: list[tuple], failed: dict[str, str], no_face: list[str]) -> None:
+        """Count one batch's photos: ``(url, relative path, faces, converted, box)`` each."""
+        for url, _, found, converted, _ in photos:
+            self.photos.append([url, found, converted])
+            self.faces_found += found
+            self.faces_converted += converted
+        self.converted += len(photos)
+        self.failed.update(failed)
+        self.no_face += no_face
+
+    def summary(self) -> str:
+        rate = self.converted / self.seconds if self.seconds else 0.0
+        faces = (f"; {self.faces_converted} of {self.faces_found} faces converted"
+                 if self.faces_found and self.faces_found != self.converted else "")
+        return (
+            f"synthesised {self.converted} of {self.n_inputs} inputs x {len(self.targets)} "
+            f"target(s) into {self.outputs} ({self.skipped_done} already done, "
+            f"{len(self.failed)} failed, {len(self.no_face)} without a face{faces}; {rate:.1f} img/s)"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
@@ -31,24 +86,38 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
 
 
+def _fit_text(draw, text: str, width: int) -> str:
+    """``text`` shortened from the left (keeping its end, where file names differ) to fit."""
+    text = str(text)
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength("…" + text) > width:
+        text = text[1:]
+    return "…" + text
+
+
 def _label_sheet(cells: list[list[np.ndarray]], labels: list[str], cell: int, row_labels=None):
-    """Compose rows of equally sized RGB uint8 cells with a header row of labels."""
+    """Compose rows of equally sized RGB uint8 cells under a header of column labels; a row's
+    label is a caption line above the row, as wide as the row (never cut to a margin)."""
     from PIL import Image, ImageDraw
 
-    head, left, gap = 18, (60 if row_labels else 0), 3
+    head, gap = 18, 3
+    caption = 16 if row_labels else 0
     cols = max(len(r) for r in cells)
     step = cell + gap
-    sheet = Image.new("RGB", (left + cols * step, head + len(cells) * step), "white")
+    row_h = caption + step
+    sheet = Image.new("RGB", (cols * step, head + len(cells) * row_h), "white")
     draw = ImageDraw.Draw(sheet)
     for j, text in enumerate(labels):
-        draw.text((left + j * step + 2, 3), text[: max(cell // 6, 4)], fill="black")
+        draw.text((j * step + 2, 3), _fit_text(draw, text, cell - 4), fill="black")
     for i, row in enumerate(cells):
+        top = head + i * row_h
         if row_labels:
-            draw.text((3, head + i * step + cell // 2 - 5), str(row_labels[i])[:9], fill="black")
+            draw.text((2, top + 2), _fit_text(draw, row_labels[i], cols * step - 4), fill=(60, 60, 60))
         for j, img in enumerate(row):
             small = img.shape[0] < cell // 2
             tile = Image.fromarray(_rgb(img)).resize((cell, cell), Image.NEAREST if small else Image.BICUBIC)
-            sheet.paste(tile, (left + j * step, head + i * step))
+            sheet.paste(tile, (j * step, top + caption))
     return sheet
 
 
@@ -218,7 +287,8 @@ def _relative(path: Path, base: Path) -> str:
 
 
 # -- the evaluation report -------------------------------------------------------------
-_COLS = [("MSE", "mse", "{:.5f}"), ("PSNR dB", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.4f}")]
+_COLS = [("MSE", "mse", "{:.5f}"), ("PSNR dB", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.4f}"),
+         ("detail kept", "detail", "{:.2f}")]
 
 
 def _rows_text(result: Any) -> tuple[list[str], list[list[str]]]:

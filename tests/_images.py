@@ -69,3 +69,15 @@ def odd_good_files() -> dict[str, bytes]:
         "rgba.png": encode(rgba, "PNG"),
         "exif.jpg": exif_rotated_jpeg()[0],
     }
+
+
+def tem_text(eyes, n_points: int = 189) -> str:
+    """A template of the London layout (``n_points`` 189: points 0 and 1 the pupils) whose other
+    points lie on an ellipse around the face, as a real template's outline does."""
+    eyes = np.asarray(eyes, dtype=np.float64)
+    d = float(np.hypot(*(eyes[1] - eyes[0])))
+    cx, cy = eyes.mean(axis=0) + [0.0, 0.55 * d]
+    t = np.linspace(0, 2 * np.pi, n_points - 2, endpoint=False)
+    ring = np.c_[cx + 1.1 * d * np.cos(t), cy + 1.5 * d * np.sin(t)]
+    pts = np.vstack([eyes, ring])
+    return f"{n_points}\n" + "\n".join(f"{x:.3f}\t{y:.3f}" for x, y in pts) + "\n"

@@ -11,10 +11,11 @@ from PIL import Image, ImageDraw
 from mlrdist.align import (
     AlignSpec,
     align_image,
-    detect_eyes,
     eye_transform,
+    implausible_eyes,
     read_tem,
     register_pair,
+    template_eyes,
 )
 
 
@@ -130,12 +131,41 @@ def test_register_pair_on_london_photo(data_dir):
     assert ncc > 0.95 and err.max() < 2.0, err  # full-resolution pixels; eye distance is about 200
 
 
-def test_detector_needs_extra():
-    try:
-        import dlib  # noqa: F401
+def test_template_layouts_give_the_pupils():
+    pts = np.random.default_rng(0).random((189, 2)) * 500
+    pts[0], pts[1] = (300, 200), (200, 202)  # right pupil listed first: sorted to image order
+    np.testing.assert_allclose(template_eyes(pts), [[200, 202], [300, 200]])
+    zoom = np.random.default_rng(1).random((83, 2))
+    zoom[[57, 63]] = (10, 20), (12, 22)
+    zoom[[81, 50]] = (50, 20), (52, 22)
+    np.testing.assert_allclose(template_eyes(zoom), [[11, 21], [51, 21]])
+    with pytest.raises(LookupError, match="12-point template is of no known layout"):
+        template_eyes(np.zeros((12, 2)))
+    np.testing.assert_allclose(template_eyes(np.arange(24.0).reshape(12, 2), {12: ((4,), (5,))}), [[8, 9], [10, 11]])
 
-        pytest.skip("dlib is installed")
-    except ImportError:
-        pass
-    with pytest.raises(ImportError, match=r"mlrdist\[align\]"):
-        detect_eyes(Image.new("RGB", (64, 64)))
+
+@pytest.mark.parametrize(
+    ("eyes", "points", "why"),
+    [
+        ([[40, 50], [70, 50]], None, None),
+        ([[40, 50], [700, 50]], None, "outside"),
+        ([[40, 50], [45, 50]], None, "apart"),
+        ([[20, 20], [60, 60]], None, "tilted"),
+        ([[40, 50], [70, 50]], [[0, 0], [400, 300]], "extent"),
+    ],
+)
+def test_implausible_eyes(eyes, points, why):
+    got = implausible_eyes(np.array(eyes, float), (100, 120), None if points is None else np.array(points, float))
+    assert (got is None) if why is None else (why in got)
+
+
+def test_london_template_layouts_are_plausible_and_zoom_mouth_is_not(data_dir):
+    """Every template of the London set gives plausible eyes by its layout; zoom's points 0 and
+    1, which lie on the mouth, are refused when read as eyes."""
+    wild = data_dir / "london-face-set" / "wild"
+    for tem in sorted(wild.glob("*.tem")):
+        pts = read_tem(tem)
+        size = Image.open(tem.with_suffix(".jpg")).size
+        assert implausible_eyes(template_eyes(pts), size, pts) is None, tem.name
+        if tem.name.startswith("zoom"):
+            assert implausible_eyes(pts[:2], size, pts) is not None, tem.name

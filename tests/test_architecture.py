@@ -25,8 +25,9 @@ LAYERS = [
     ["mlrdist.config", "mlrdist.tiles", "mlrdist.execution", "mlrdist._base", "mlrdist.estimator",
      "mlrdist.metrics", "mlrdist.baselines"],
     ["mlrdist.io"],
-    ["mlrdist.align", "mlrdist.select", "mlrdist.report", "mlrdist.photo", "mlrdist.datasets"],
-    ["mlrdist.ingest", "mlrdist.train", "mlrdist.synthesize", "mlrdist.evaluate", "mlrdist.demo"],
+    ["mlrdist.align", "mlrdist.detect", "mlrdist.select", "mlrdist.report", "mlrdist.photo", "mlrdist.datasets"],
+    ["mlrdist.ingest", "mlrdist.train", "mlrdist.synthesize", "mlrdist.synthesize_photos", "mlrdist.evaluate",
+     "mlrdist.demo"],
     ["mlrdist.cli", "mlrdist.__main__"],
 ]
 FLOW_MAY_IMPORT = {"mlrdist", "mlrdist.config", "mlrdist.ingest", "mlrdist.train", "mlrdist.synthesize",

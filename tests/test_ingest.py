@@ -19,7 +19,7 @@ from mlrdist.align import AlignSpec
 from mlrdist.datasets import load_sample
 from mlrdist.ingest import ingest_images
 from mlrdist.io.faces_store import open_faces
-from tests._images import bad_files, encode, face_like, odd_good_files
+from tests._images import bad_files, encode, face_like, odd_good_files, tem_text
 
 SCALE = 3  # fake London photos: the 128 px sample upscaled to 384 px
 SHIFT = np.array([7.0, -5.0])  # smiling shots moved by a small similarity (scale, rotation, shift)
@@ -52,8 +52,7 @@ def make_london(root, subjects=None):
         folder.mkdir(parents=True, exist_ok=True)
         if expr == "neutral":
             img.save(folder / f"{sid}_03.jpg", quality=92)
-            lines = [f"{x}\t{y}" for x, y in eyes] + ["10\t10"]
-            (folder / f"{sid}_03.tem").write_text(f"{len(lines)}\n" + "\n".join(lines) + "\n")
+            (folder / f"{sid}_03.tem").write_text(tem_text(eyes))
         else:
             moved, fwd = _moved(img, eyes.mean(axis=0))
             moved.save(folder / f"{sid}_08.jpg", quality=92)
@@ -215,20 +214,35 @@ def test_configuration_errors_fail_fast(tmp_path, kwargs, match):
         ingest_images(str(tmp_path / "does-not-matter"), str(tmp_path / "f.zarr"), **kwargs)
 
 
-def test_detector_missing_fails_fast_with_the_fix(tmp_path):
-    pytest.importorskip("PIL")
-    try:
-        import dlib  # noqa: F401
+@pytest.fixture
+def no_detector(monkeypatch):
+    """As if the 'align' extra were not installed."""
+    from mlrdist import detect
 
-        pytest.skip("dlib installed")
-    except ImportError:
-        pass
+    monkeypatch.setattr(detect, "detector_available", lambda: None)
+    monkeypatch.setattr("mlrdist.ingest.detector_available", lambda: None)
+
+
+def test_detector_requested_but_missing_fails_fast_with_the_fix(tmp_path, no_detector):
     root = tmp_path / "src"
     root.mkdir()
     (root / "a_neutral.png").write_bytes(encode(face_like(1)))
     with pytest.raises(ValueError, match=r"mlrdist\[align\].*align='none'"):
-        ingest_images(str(root), str(tmp_path / "f.zarr"), labels=PATTERN, scheduler="synchronous")
+        ingest_images(str(root), str(tmp_path / "f.zarr"), labels=PATTERN, align="detector", scheduler="synchronous")
     assert not (tmp_path / "f.zarr").exists()
+
+
+def test_images_needing_a_missing_detector_are_skipped_not_fatal(london, tmp_path, no_detector):
+    """align='auto': an image without landmarks is reported (a corrupt one as corrupt) and the
+    rest is ingested."""
+    root, _ = london
+    (root / "neutral" / "777_03.jpg").write_bytes(encode(face_like(7), "JPEG"))  # fine, but no template
+    (root / "neutral" / "888_03.jpg").write_bytes(b"not a jpeg at all")
+    report = ingest_images(str(root), str(tmp_path / "f.zarr"), size=32, scheduler="synchronous")
+    assert report.count("ingested") == 8
+    reasons = {r.url.rsplit("/", 1)[-1]: r.reason for r in report.skipped}
+    assert "mlrdist[align]" in reasons["777_03.jpg"]
+    assert reasons["888_03.jpg"].startswith("not-an-image")
 
 
 def test_store_with_other_settings_refused(london, tmp_path):

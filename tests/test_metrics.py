@@ -35,3 +35,16 @@ def test_ssim_matches_scikit_image():
     ref2 = metrics.structural_similarity(a[..., 0], b[..., 0], data_range=1.0, gaussian_weights=True,
                                          sigma=1.5, use_sample_covariance=False)
     np.testing.assert_allclose(ssim(a[..., 0], b[..., 0])[0], ref2, rtol=1e-10)
+
+
+def test_detail_kept_is_one_for_the_truth_and_falls_with_blur():
+    from scipy import ndimage
+
+    from mlrdist.metrics import detail_kept
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((2, 32, 32, 3))
+    np.testing.assert_allclose(detail_kept(truth, truth), 1.0)
+    blurred = ndimage.gaussian_filter(truth, (0, 2, 2, 0))
+    assert (detail_kept(blurred, truth) < 0.2).all()
+    np.testing.assert_allclose(detail_kept(2 * truth, truth), 4.0)  # energy is quadratic

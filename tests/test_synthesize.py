@@ -78,7 +78,7 @@ def test_refuses_other_weights_without_overwrite(trained, tmp_path):
     faces, weights = trained
     out = str(tmp_path / "out.zarr")
     synthesize(weights, faces, out, batch=8, scheduler="synchronous")
-    with pytest.raises(ValueError, match="already hold a synthesis from other weights or inputs"):
+    with pytest.raises(ValueError, match="already hold a synthesis from other weights, inputs or settings"):
         synthesize(weights, faces, out, batch=4, scheduler="synchronous")
     assert synthesize(weights, faces, out, batch=4, scheduler="synchronous", overwrite=True).converted == 30
 

@@ -17,6 +17,7 @@ from mlrdist.io.weights_store import load_weights
 from mlrdist.scaling import to_uint8
 from mlrdist.synthesize import synthesize as synthesize_files
 from mlrdist.train import fit_weights
+from tests._images import tem_text
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def inbox(tmp_path):
 def test_aligned_files_equal_in_memory(weights, inbox, tmp_path):
     root, images = inbox
     out = tmp_path / "out"
-    report = synthesize_files(weights, str(root), str(out), batch=2, scheduler="threads")
+    report = synthesize_files(weights, str(root), str(out), batch=2, align="none", detail="none", scheduler="threads")
     assert (report.converted, report.failed) == (5, {})
     model = load_weights(weights)
     for rel, img in images.items():
@@ -63,10 +64,10 @@ def test_aligned_files_equal_in_memory(weights, inbox, tmp_path):
 def test_incremental_inbox_converts_only_new_photos(weights, inbox, tmp_path):
     root, images = inbox
     out = tmp_path / "out"
-    synthesize_files(weights, str(root), str(out), batch=2, scheduler="synchronous")
+    synthesize_files(weights, str(root), str(out), batch=2, align="none", scheduler="synchronous")
     stamp = (out / "smiling" / "batch0/face0.png").stat().st_mtime_ns
     save(root / "new/face9.png", np.zeros((32, 32, 3), np.uint8))
-    again = synthesize_files(weights, str(root), str(out), batch=2, scheduler="synchronous")
+    again = synthesize_files(weights, str(root), str(out), batch=2, align="none", scheduler="synchronous")
     assert (again.converted, again.skipped_done) == (1, 5)
     assert (out / "smiling" / "new/face9.png").exists()
     assert (out / "smiling" / "batch0/face0.png").stat().st_mtime_ns == stamp
@@ -83,20 +84,20 @@ def test_bad_inputs_reported_rest_converted(weights, inbox, tmp_path):
     (root / "truncated.png").write_bytes(good.getvalue()[:40])
     save(root / "small.png", np.zeros((20, 24, 3), np.uint8))
     out = tmp_path / "out"
-    report = synthesize_files(weights, str(root), str(out), scheduler="threads")
+    report = synthesize_files(weights, str(root), str(out), align="none", scheduler="threads")
     assert report.converted == 5
     reasons = {Path(k).name: v for k, v in report.failed.items()}
     assert set(reasons) == {"zero.png", "notes.jpg", "truncated.png", "small.png"}
     assert "empty" in reasons["zero.png"] and "not-an-image" in reasons["notes.jpg"]
     assert "image is 24x20 but the weights expect 32x32" in reasons["small.png"]
     # failures are not recorded as done: the next run reports them again
-    assert set(synthesize_files(weights, str(root), str(out), scheduler="threads").failed) == set(report.failed)
+    assert set(synthesize_files(weights, str(root), str(out), align="none", scheduler="threads").failed) == set(report.failed)
 
 
 def test_zip_output_and_format_choice(weights, inbox, tmp_path):
     root, images = inbox
     archive = tmp_path / "converted.zip"
-    synthesize_files(weights, str(root), str(archive), format="jpg", scheduler="synchronous")
+    synthesize_files(weights, str(root), str(archive), format="jpg", align="none", scheduler="synchronous")
     with zipfile.ZipFile(archive) as zf:
         names = sorted(zf.namelist())
         assert zf.testzip() is None  # every member's CRC checks out
@@ -108,10 +109,10 @@ def test_zip_output_and_format_choice(weights, inbox, tmp_path):
 def test_zip_output_keep_parts_makes_reruns_incremental(weights, inbox, tmp_path):
     root, images = inbox
     archive = tmp_path / "converted.zip"
-    first = synthesize_files(weights, str(root), str(archive), keep_parts=True, scheduler="synchronous")
+    first = synthesize_files(weights, str(root), str(archive), keep_parts=True, align="none", scheduler="synchronous")
     assert first.converted == len(images) and (tmp_path / "converted.parts" / "smiling").is_dir()
     save(root / "late" / "new.png", np.zeros((32, 32, 3), np.uint8))
-    again = synthesize_files(weights, str(root), str(archive), keep_parts=True, scheduler="synchronous")
+    again = synthesize_files(weights, str(root), str(archive), keep_parts=True, align="none", scheduler="synchronous")
     assert (again.converted, again.skipped_done) == (1, len(images))
     with zipfile.ZipFile(archive) as zf:
         assert len(zf.namelist()) == len(images) + 1
@@ -124,11 +125,11 @@ def test_cli_relative_zip_output_and_exit_status(weights, inbox, tmp_path, monke
 
     root, images = inbox
     monkeypatch.chdir(tmp_path)
-    assert main(["synthesize", weights, str(root), "converted.zip", "--scheduler", "synchronous"]) == 0
+    assert main(["synthesize", weights, str(root), "converted.zip", "--align", "none", "--scheduler", "synchronous"]) == 0
     with zipfile.ZipFile(tmp_path / "converted.zip") as zf:
         assert len(zf.namelist()) == len(images)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n")
-    assert main(["synthesize", weights, str(root), "again.zip", "--scheduler", "synchronous"]) == 3
+    assert main(["synthesize", weights, str(root), "again.zip", "--align", "none", "--scheduler", "synchronous"]) == 3
     assert "broken.png" in capsys.readouterr().out
     for argv, message in [
         (["--batch", "0"], "batch must be a positive integer"),
@@ -150,7 +151,7 @@ def test_paste_back_with_landmark_templates(weights, tmp_path):
     root = tmp_path / "wild"
     save(root / "person.jpg", photo, "JPEG")
     # eyes at (40, 45) and (60, 45): a 20 px eye distance
-    (root / "person.tem").write_text("3\n40\t45\n60\t45\n50\t70\n")
+    (root / "person.tem").write_text(tem_text([[40, 45], [60, 45]]))
     save(root / "noface.png", np.zeros((50, 60, 3), np.uint8))
     out = tmp_path / "out"
     report = synthesize_files(weights, str(root), str(out), align="landmarks", no_face="skip", scheduler="synchronous")
@@ -186,15 +187,15 @@ def test_missing_inputs(weights, tmp_path):
 
 def test_detector_handles_every_face_of_a_photo(weights, data_dir, tmp_path):
     """Two real Yale faces side by side: both are detected, synthesised and pasted back."""
-    pytest.importorskip("dlib")
-    pytest.importorskip("face_recognition_models")
-    from mlrdist.align import detect_all_eyes
+    from mlrdist.detect import detect_faces, detector_available
 
+    if detector_available() is None:
+        pytest.skip("no face detector installed (pip install 'mlrdist[align]')")
     yale = data_dir / "yale-faces" / "original"
     a = np.asarray(Image.open(yale / "01_normal.png").convert("RGB"))
     b = np.asarray(Image.open(yale / "02_normal.png").convert("RGB"))
     photo = np.concatenate([a, b], axis=1)
-    eyes = detect_all_eyes(Image.fromarray(photo))
+    eyes = [f.eyes for f in detect_faces(photo)]
     assert len(eyes) == 2 and {int(e[0, 0] > a.shape[1]) for e in eyes} == {0, 1}
     root = tmp_path / "photos"
     save(root / "two.png", photo)
@@ -213,11 +214,11 @@ def test_photos_from_and_to_s3(weights, inbox, s3):
     root, images = inbox
     fs = s3fs.S3FileSystem(**s3)
     fs.put(str(root), "test/inbox", recursive=True)
-    report = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3,
+    report = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3, align="none",
                               weights_storage_options=None, scheduler="threads")
     assert report.converted == 5 and not report.failed
     assert sorted(fs.find("test/out/smiling")) == sorted(f"test/out/smiling/{rel}" for rel in images)
-    again = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3,
+    again = synthesize_files(weights, "s3://test/inbox", "s3://test/out", storage_options=s3, align="none",
                              weights_storage_options=None, scheduler="threads")
     assert again.converted == 0 and again.skipped_done == 5
 
@@ -230,7 +231,7 @@ def test_zip_output_streamed_to_s3(weights, inbox, s3):
 
     root, images = inbox
     fs = s3fs.S3FileSystem(**s3)
-    report = synthesize_files(weights, str(root), "s3://test/converted.zip", storage_options=s3, scheduler="synchronous")
+    report = synthesize_files(weights, str(root), "s3://test/converted.zip", storage_options=s3, align="none", scheduler="synchronous")
     assert report.converted == len(images)
     with zipfile.ZipFile(io.BytesIO(fs.cat_file("test/converted.zip"))) as zf:
         assert sorted(zf.namelist()) == sorted(f"smiling/{rel}" for rel in images)
@@ -250,14 +251,14 @@ def test_glob_characters_in_names_and_an_empty_collection(weights, tmp_path):
             zf.write(p, p.name)
     for source in (root, archive):
         out = tmp_path / f"from-{source.name}.zip"
-        report = synthesize_files(weights, str(source), str(out), scheduler="synchronous")
+        report = synthesize_files(weights, str(source), str(out), align="none", scheduler="synchronous")
         assert (report.converted, report.failed) == (3, {})
         with zipfile.ZipFile(out) as zf:
             assert sorted(zf.namelist()) == ["smiling/face1.png", "smiling/face[1].png", "smiling/what?.png"]
             one, bracket = zf.read("smiling/face1.png"), zf.read("smiling/face[1].png")
         assert one != bracket
     (tmp_path / "empty").mkdir()
-    report = synthesize_files(weights, str(tmp_path / "empty"), str(tmp_path / "none.zip"), scheduler="synchronous")
+    report = synthesize_files(weights, str(tmp_path / "empty"), str(tmp_path / "none.zip"), align="none", scheduler="synchronous")
     assert (report.n_inputs, report.converted) == (0, 0)
     with zipfile.ZipFile(tmp_path / "none.zip") as zf:
         assert zf.namelist() == []

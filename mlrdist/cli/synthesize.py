@@ -28,15 +28,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--align", choices=PHOTO_ALIGN, default=None,
-        help="photos (default none): none = already aligned at the model size; resize = centre-crop and resize; "
-        "auto/landmarks/detector = align each face (.tem template or detector), synthesise and "
-        "blend it back into the photo",
+        help="photos (default auto): auto = each face from its .tem template when it is of a known layout "
+        "and plausible, else the face detector; landmarks = templates only; detector = the detector only; "
+        "every face found is changed at the photo's resolution. resize = centre-crop and resize to the "
+        "model's size; none = photos are aligned faces of the model's size already",
     )
+    p.add_argument("--detail", choices=["keep", "none"], default=None,
+                   help="keep (default for photos) = add the model's low-passed change to the photo, keeping its "
+                   "detail and resolution; none (default for Zarr inputs) = the prediction itself, the paper's output")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="output = input + STRENGTH x change: 0 returns the input, 1 is the model (default), "
+                   "above 1 exaggerates a faint expression")
     p.add_argument("--no-face", choices=["copy", "skip"], default="copy",
                    help="photos without a face (when aligning): copy through or skip; reported either way")
     p.add_argument("--format", help="output image format (png, jpg, webp, tif, bmp); default: the input's")
-    p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr, 64 for photos)")
-    p.add_argument("--preview", metavar="PNG", help="write an input | output grid of the first photos")
+    p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr, 16 photos when aligning "
+                   "faces, 64 otherwise)")
+    p.add_argument("--preview", metavar="PNG", help="write a grid of face crops (input | each target) of photos "
+                   "spread over the collection")
     p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")
     p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
     p.add_argument("--overwrite", action="store_true", help="convert everything again")
@@ -52,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_logging()
     config = SynthesisConfig(align=args.align, no_face=args.no_face, format=args.format, batch=args.batch,
-                             keep_parts=args.keep_parts)
+                             keep_parts=args.keep_parts, detail=args.detail, strength=args.strength)
     report = synthesize(args.weights, args.inputs, args.outputs, config, scheduler=args.scheduler,
                         overwrite=args.overwrite, storage_options=parse_options(args.storage_option),
                         progress=True, preview=args.preview, preview_rows=args.preview_rows)

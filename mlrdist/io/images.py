@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,7 +60,10 @@ class DecodedImage:
     """An upright 8-bit image and how it was obtained.
 
     ``scale`` is the decoded size over the file's full size (below 1 after a JPEG draft);
-    coordinates of the full image (e.g. landmarks) are multiplied by it.
+    coordinates of the full image (e.g. landmarks) are multiplied by it. ``encoding`` holds
+    what :func:`encode_image` needs to write the image back as the file was written: for a
+    JPEG its quantization tables and chroma subsampling; for any format its ICC profile,
+    resolution and EXIF (with the orientation reset, since the pixels are now upright).
     """
 
     image: object  # PIL.Image.Image, mode "RGB" or "L"
@@ -68,6 +71,7 @@ class DecodedImage:
     scale: float
     format: str | None
     original_mode: str
+    encoding: dict = field(default_factory=dict)
 
 
 def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] | None = None,
@@ -78,8 +82,9 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
     ----------
     data : bytes
         The file's content.
-    colour : {"rgb", "gray"}
-        Output mode ``RGB`` or ``L``.
+    colour : {"rgb", "gray", "auto"}
+        Output mode ``RGB`` or ``L``; ``auto`` keeps the file's own: ``L`` for grayscale
+        files (1-bit, 8 and 16-bit gray, with or without alpha), ``RGB`` otherwise.
     min_size : (W, H), optional
         For JPEG, decode at the smallest DCT scale that still covers this size (``draft``).
     min_scale : float, optional
@@ -94,8 +99,8 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    if colour not in ("rgb", "gray"):
-        raise ValueError(f"colour must be 'rgb' or 'gray', got {colour!r}")
+    if colour not in ("rgb", "gray", "auto"):
+        raise ValueError(f"colour must be 'rgb', 'gray' or 'auto', got {colour!r}")
     if not data:
         raise ImageDecodeError("empty", "zero-byte file")
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
@@ -114,6 +119,8 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
         raise ImageDecodeError("decompression-bomb", f"{W}x{H} = {W * H} pixels exceeds the limit of {limit}")
     original_mode = img.mode
     fmt = img.format
+    if colour == "auto":
+        colour = "gray" if original_mode in GRAY_MODES else "rgb"
     try:
         orientation = img.getexif().get(0x0112, 1)
         if (min_size is not None or min_scale is not None) and fmt == "JPEG":
@@ -124,6 +131,7 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
                 want = np.maximum(want, np.ceil(np.array([W, H]) * min(1.0, min_scale)))
             img.draft("RGB" if colour == "rgb" else "L", tuple(int(v) for v in want))
         img.load()
+        encoding = _encoding(img)
         img = ImageOps.exif_transpose(img)
         img = _to_8bit(img, colour)
     except ImageDecodeError:
@@ -136,7 +144,31 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
     except (SyntaxError, ValueError, struct.error, EOFError) as exc:
         raise ImageDecodeError("corrupt", f"{type(exc).__name__}: {exc}") from None
     full = (W, H) if orientation < 5 else (H, W)
-    return DecodedImage(image=img, full_size=full, scale=img.size[0] / full[0], format=fmt, original_mode=original_mode)
+    return DecodedImage(image=img, full_size=full, scale=img.size[0] / full[0], format=fmt, original_mode=original_mode,
+                        encoding=encoding)
+
+
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _encoding(img) -> dict:
+    """How a decoded file was written, to write it back alike (see :class:`DecodedImage`)."""
+    out: dict = {}
+    for key in ("icc_profile", "dpi"):
+        if img.info.get(key):
+            out[key] = img.info[key]
+    exif = img.getexif()
+    if len(exif):
+        exif[0x0112] = 1  # the pixels are made upright on decoding
+        out["exif"] = exif.tobytes()
+    if img.format == "JPEG" and getattr(img, "quantization", None):
+        from PIL import JpegImagePlugin
+
+        out["qtables"] = img.quantization
+        sampling = JpegImagePlugin.get_sampling(img)
+        if sampling >= 0:
+            out["subsampling"] = sampling
+    return out
 
 
 def _to_8bit(img, colour: str):
@@ -183,10 +215,21 @@ def decode_array(data: bytes, colour: str = "rgb") -> np.ndarray:
     return to_array(decode_image(data, colour=colour).image)
 
 
-def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` -> encoded bytes in Pillow format ``fmt``."""
-    options: dict = {}
-    if fmt in ("JPEG", "WEBP"):
+def encode_image(image: np.ndarray, fmt: str, quality: int = 95, like: dict | None = None) -> bytes:
+    """uint8 ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)`` -> encoded bytes in Pillow format ``fmt``.
+
+    ``like``: the :attr:`DecodedImage.encoding` of the input, to write the output as the
+    input was written (a JPEG with the input's own quantization tables and chroma subsampling,
+    so that pixels the synthesis did not change stay within a level or two of the input's; the
+    ICC profile, resolution and EXIF of any format).
+    """
+    like = like or {}
+    options: dict = {k: like[k] for k in ("icc_profile", "dpi", "exif") if k in like}
+    if fmt == "JPEG" and "qtables" in like:
+        options["qtables"] = like["qtables"]
+        if "subsampling" in like:
+            options["subsampling"] = like["subsampling"]
+    elif fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     elif fmt == "PNG":
         options["compress_level"] = PNG_COMPRESS_LEVEL
