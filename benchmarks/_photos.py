@@ -193,3 +193,30 @@ def make_group_photo_gray(london_dir):
     """The grayscale variant (Pillow 'L', ITU-R 601 luma) with the same eye truth."""
     photo, eyes = make_group_photo(london_dir)
     return photo.convert("L"), eyes
+
+
+def sample_photos(data_dir, out_dir) -> list[Path]:
+    """The README's sample of photos unlike the training set: two London composites, a
+    selfie (lisa), a zoomed portrait, the group photo in colour and in gray, and a Yale face;
+    with their templates where they have one."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wild = data_dir / "london-face-set" / "wild"
+    for stem in ("composite_f_white", "composite_m_african", "lisa_lisa1", "zoom_30cm"):
+        for suffix in (".jpg", ".tem"):
+            (out_dir / f"{stem}{suffix}").write_bytes((wild / f"{stem}{suffix}").read_bytes())
+    photo, _ = make_group_photo(data_dir / "london-face-set")
+    photo.save(out_dir / "group_five.jpg", quality=90)
+    photo.convert("L").save(out_dir / "group_five_gray.png")
+    yale = data_dir / "yale-faces" / "original" / "03_normal.png"
+    (out_dir / "yale_03_normal.png").write_bytes(yale.read_bytes())
+    return sorted(out_dir.iterdir())
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python benchmarks/_photos.py DATA_DIR OUT_DIR   (DATA_DIR holds london-face-set/)")
+    for path in sample_photos(sys.argv[1], sys.argv[2]):
+        print(path)

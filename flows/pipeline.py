@@ -24,6 +24,7 @@ def pipeline_flow(
     report_dir: str | None = None,
     scheduler: str | None = None,
     storage_options: dict | None = None,
+    max_failed: int | float = 0,
 ):
     """Every stage into ``workdir`` (any URL): faces.zarr, weights.zarr, outputs.zarr; the
     evaluation report (HTML and PNGs, local files) into ``report_dir``, by default
@@ -32,11 +33,11 @@ def pipeline_flow(
     if report_dir is None:
         report_dir = "mlrdist-evaluation" if "://" in root else f"{root}/evaluation"
     faces, weights = f"{root}/faces.zarr", f"{root}/weights.zarr"
-    ingest_flow(images, faces, ingest, scheduler=scheduler, storage_options=storage_options)
+    ingest_flow(images, faces, ingest, scheduler=scheduler, storage_options=storage_options, max_failed=max_failed)
     train_flow(faces, weights, train, scheduler=scheduler, overwrite=True, storage_options=storage_options)
     result = evaluate_flow(faces, report_dir, methods=methods, folds=folds, storage_options=storage_options)
     synthesize_flow(weights, faces, f"{root}/outputs.zarr", SynthesisConfig(), scheduler=scheduler,
-                    overwrite=True, storage_options=storage_options)
+                    overwrite=True, storage_options=storage_options, max_failed=max_failed)
     return result
 
 
@@ -49,10 +50,11 @@ def retrain_flow(
     train: TrainConfig = TrainConfig(),  # noqa: B008
     scheduler: str | None = None,
     storage_options: dict | None = None,
+    max_failed: int | float = 0,
 ):
     """Ingest new images; retrain only when the weights are not current (new pairs, another
     configuration, or no complete weights yet)."""
-    ingest_flow(images, faces, ingest, scheduler=scheduler, storage_options=storage_options)
+    ingest_flow(images, faces, ingest, scheduler=scheduler, storage_options=storage_options, max_failed=max_failed)
     if tasks.weights_current(faces, weights, train, storage_options=storage_options):
         print(f"{weights} is up to date with {faces}: nothing to train")
         return None

@@ -25,9 +25,10 @@ from .execution import open_executor
 from .io.faces_store import COORDS, FacesWriter, Rows
 from .io.images import ImageDecodeError, decode_image, fit_resize, to_array
 from .io.location import Location
-from .io.sources import Listing, SourceFile, list_sources, read_batch
+from .io.sources import IMAGE_SUFFIXES, Listing, SourceFile, list_sources, read_batch
 from .io.stores import read_bytes
 from .labels import label_rule
+from .report import check_failures, format_rate
 
 __all__ = ["FileRecord", "IngestReport", "ingest_images"]
 
@@ -43,7 +44,7 @@ class FileRecord:
     """What happened to one file."""
 
     url: str
-    status: str  # "ingested", "exists", "skipped"
+    status: str  # "ingested", "exists", "skipped" (a bad input), "ignored" (not a labelled face)
     reason: str = ""
     subject: str | None = None
     expression: str | None = None
@@ -77,17 +78,30 @@ class IngestReport:
     def eye_errors(self) -> list[float]:
         return [r.eye_error_px for r in self.records if r.eye_error_px is not None]
 
+    @property
+    def rate(self) -> float:
+        """Images read per second (ingested or found unchanged)."""
+        done = self.count("ingested") + self.count("exists")
+        return done / self.elapsed_s if self.elapsed_s else 0.0
+
+    def raise_if_failed(self, max_failed: int | float = 0) -> None:
+        """Raise :class:`~mlrdist.report.InputsFailed` when more files were skipped as bad
+        inputs than ``max_failed`` allows (files that match no label do not count)."""
+        attempted = sum(r.status != "ignored" for r in self.records)
+        check_failures({r.url: r.reason for r in self.skipped}, attempted, max_failed, "files")
+
     def to_json(self) -> str:
         d = asdict(self)
-        d["counts"] = {s: self.count(s) for s in ("ingested", "exists", "skipped")}
+        d["counts"] = {s: self.count(s) for s in ("ingested", "exists", "skipped", "ignored")}
         return json.dumps(d, indent=1)
 
     def summary(self) -> str:
         """A printable table: counts, methods, skipped files with reasons, unpaired subjects."""
-        lines = [f"ingest {self.source} -> {self.dest}  ({self.elapsed_s:.1f} s)",
+        lines = [f"ingest {self.source} -> {self.dest}  ({self.elapsed_s:.1f} s, {format_rate(self.rate)})",
                  f"  {'ingested':<12}{self.count('ingested'):>6}",
                  f"  {'already in':<12}{self.count('exists'):>6}",
-                 f"  {'skipped':<12}{self.count('skipped'):>6}",
+                 f"  {'skipped':<12}{self.count('skipped'):>6}  (bad inputs, listed below)",
+                 f"  {'ignored':<12}{self.count('ignored'):>6}  (files that match no label: not faces of this set)",
                  f"  {'store size':<12}{self.n_samples:>6} samples"]
         methods = defaultdict(int)
         for r in self.records:
@@ -139,10 +153,13 @@ def _plan_items(listing: Listing, label, align: str, report: IngestReport) -> li
     for f in listing.images:
         lab = label(f.name)
         if lab is None:
-            report.records.append(FileRecord(f.url, "skipped", "unlabelled: name matches no label pattern"))
+            report.records.append(FileRecord(f.url, "ignored", "unlabelled: name matches no label pattern"))
             continue
         groups[lab[0]].append((f, lab[1], sidecars.get(f.name.rsplit(".", 1)[0])))
-    if listing.images and not groups:
+    if not listing.images:
+        raise ValueError(f"no images found in {listing.root!r} (image files: "
+                         f"{', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)}); check the source URL")
+    if not groups:
         examples = ", ".join(f.name for f in listing.images[:3])
         raise ValueError(
             f"none of the {len(listing.images)} images matches the labels (e.g. {examples}): pass labels "
@@ -179,6 +196,24 @@ def _plan_items(listing: Listing, label, align: str, report: IngestReport) -> li
     # with align='auto', an image that needs the detector when none is installed is skipped
     # and reported by its batch (after decoding, so a corrupt file is reported as corrupt)
     return planned
+
+
+def _drop_unchanged(groups: list[list[_Item]], known: frozenset, report: IngestReport) -> list[list[_Item]]:
+    """Files ingested before and unchanged since (same URL and content version) are reported
+    as already in the store without being read; a subject's reference image stays when a new
+    image of the subject is registered to it."""
+    kept = []
+    for items in groups:
+        unchanged = [(it.file.url, it.file.version) in known for it in items]
+        needs_ref = any(it.reference is not None and not u for it, u in zip(items, unchanged, strict=True))
+        keep = [it for i, (it, u) in enumerate(zip(items, unchanged, strict=True)) if not u or (i == 0 and needs_ref)]
+        for it, u in zip(items, unchanged, strict=True):
+            if u and not (it is items[0] and needs_ref):
+                report.records.append(FileRecord(it.file.url, "exists", "unchanged since ingested (same URL and "
+                                                 "content version): not read again", it.subject, it.expression))
+        if keep:
+            kept.append(keep)
+    return kept
 
 
 def _batches(groups: list[list[_Item]], batch_size: int) -> list[list[_Item]]:
@@ -245,7 +280,8 @@ def _process_batch(job: _Job) -> _Result:
             continue
         records[i] = rec
         rows.append(to_array(img))
-        for k, v in zip(COORDS, (it.subject, it.expression, it.file.url, digests[i]), strict=True):
+        for k, v in zip(COORDS, (it.subject, it.expression, it.file.url, digests[i], it.file.version or ""),
+                        strict=True):
             coords[k].append(v)
     H, W = job.spec.size
     C = 3 if job.colour == "rgb" else 1
@@ -403,6 +439,7 @@ def ingest_images(
                                "citation": rule.citation, "mlrdist_version": _version()})
     known = writer.known_digests()
     seen = set(known)
+    groups = _drop_unchanged(groups, writer.known_versions(), report)
     batches = _batches(groups, cfg.batch_size)
     with open_executor(client=client, scheduler=scheduler) as ex:
         report.dashboard = ex.dashboard

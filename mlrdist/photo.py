@@ -114,9 +114,10 @@ def face_mask(size: tuple[int, int], spec: AlignSpec) -> np.ndarray:
     return _smooth(np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2), edge)
 
 
-def _photo_mask(eyes: np.ndarray, spec: AlignSpec, shape: tuple[int, int]):
-    """``(box, weights)``: the photo box the face ellipse covers and the ellipse's weight at
-    each of its pixel centres (float32), computed at the photo's resolution."""
+def _photo_mask(eyes: np.ndarray, spec: AlignSpec, shape: tuple[int, int], step: int = 1):
+    """``(box, weights)``: the photo box ``(x0, y0, x1, y1)`` the face ellipse covers and the
+    ellipse's weight at the centres of a grid of ``step`` x ``step`` photo pixels over the box
+    (float32, ``ceil(h / step) x ceil(w / step)``): computed at the photo's resolution."""
     M = np.vstack([eye_transform(eyes, spec), [0, 0, 1]])  # aligned -> photo
     cx, cy, rx, ry, edge = _ellipse(spec)
     t = np.linspace(0, 2 * np.pi, 96)
@@ -128,10 +129,32 @@ def _photo_mask(eyes: np.ndarray, spec: AlignSpec, shape: tuple[int, int]):
     if x1 <= x0 or y1 <= y0:
         return box, np.zeros((0, 0), np.float32)
     inv = np.linalg.inv(M)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
-    u = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2]
-    v = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2]
+    ys = (y0 + (np.arange(-(-(y1 - y0) // step)) + 0.5) * step).astype(np.float32)[:, None]
+    xs = (x0 + (np.arange(-(-(x1 - x0) // step)) + 0.5) * step).astype(np.float32)[None, :]
+    u = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    v = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
     return box, _smooth(np.sqrt(((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2), edge).astype(np.float32)
+
+
+def _step(eyes: np.ndarray, spec: AlignSpec) -> int:
+    """Photo pixels per aligned pixel, rounded down: the low-passed change (and the mask, a
+    smooth ramp) varies slowly at the photo's resolution, so both are computed on a grid this
+    much coarser and enlarged bilinearly."""
+    e = spec.eyes_px()
+    return max(1, int(np.hypot(*(eyes[1] - eyes[0])) / np.hypot(*(e[1] - e[0]))))
+
+
+def _enlarge(field: np.ndarray, step: int, size: tuple[int, int]) -> np.ndarray:
+    """A coarse ``(h, w, C)`` float field enlarged ``step`` times (bilinear), cut to ``size``
+    (h, w)."""
+    if step == 1:
+        return field[: size[0], : size[1]]
+    from PIL import Image
+
+    big = (field.shape[1] * step, field.shape[0] * step)
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(field[..., c]), mode="F").resize(big, Image.Resampling.BILINEAR))
+             for c in range(field.shape[2])]
+    return np.stack(chans, axis=2)[: size[0], : size[1]]
 
 
 # --------------------------------------------------------------------------- faces
@@ -198,7 +221,7 @@ class PhotoResult:
 
 def _aligned(photo: np.ndarray, eyes: np.ndarray, spec: AlignSpec, model_channels: int) -> np.ndarray:
     """The face in the model's frame and channels, uint8."""
-    face = np.asarray(align_image(from_array(photo), eyes, spec))
+    face = np.asarray(align_image(from_array(photo), eyes, spec, reducing_gap=3.0))
     face = face if face.ndim == 3 else face[..., None]
     if face.shape[2] == model_channels:
         return face
@@ -251,32 +274,31 @@ def synthesize_photos(model, photos: list[np.ndarray], faces: list[list[FacePlan
     sigma = detail_sigma(spec)
     results, k = [], 0
     for photo, fs in zip(photos, faces, strict=True):
-        out = {t: photo.astype(np.float32) for t in targets}
-        res = PhotoResult(outputs={})
+        out = {t: photo.copy() for t in targets}  # only the faces' boxes are written to
+        res = PhotoResult(outputs=out)
         for f in fs:
             X = stack[k] / 255.0
-            box, w = _photo_mask(f.eyes, spec, photo.shape[:2])
+            step = _step(f.eyes, spec) if detail == "keep" else 1
+            box, w = _photo_mask(f.eyes, spec, photo.shape[:2], step)
+            k += 1
             if w.size == 0 or not w.any():
                 res.failed.append("the face lies outside the photo")
-                k += 1
                 continue
             x0, y0, x1, y1 = box
+            coarse = (x0, y0, x0 + w.shape[1] * step, y0 + w.shape[0] * step)
             for t in targets:
-                P = np.asarray(preds[t][k], dtype=np.float64)
+                P = np.asarray(preds[t][k - 1], dtype=np.float64)
+                region = out[t][y0:y1, x0:x1].astype(np.float32)
                 if detail == "keep":
-                    change = keep_detail(X, P, sigma, strength) - X
-                    add = warp_to_photo(_to_photo_channels(255.0 * change, photo.shape[2]), f.eyes, spec, box)
-                    out[t][y0:y1, x0:x1] += w[..., None] * add
+                    change = _to_photo_channels(255.0 * (keep_detail(X, P, sigma, strength) - X), photo.shape[2])
+                    field = w[..., None] * warp_to_photo(change, f.eyes, spec, coarse, step)
+                    region += _enlarge(field, step, region.shape[:2])
                 else:
                     face = _to_photo_channels(255.0 * np.clip(X + strength * (P - X), 0.0, 1.0), photo.shape[2])
-                    pasted = warp_to_photo(face, f.eyes, spec, box)
-                    region = out[t][y0:y1, x0:x1]
-                    region += w[..., None] * (pasted - region)
+                    region += w[..., None] * (warp_to_photo(face, f.eyes, spec, box) - region)
+                # pixels outside the ellipse had 0 added: they round back to their own values
+                out[t][y0:y1, x0:x1] = np.rint(np.clip(region, 0, 255)).astype(np.uint8)
             res.boxes.append(box)
-            k += 1
-        # pixels outside every face ellipse had 0 added: they round back to the photo's values
-        res.outputs = {t: np.rint(np.clip(out[t], 0, 255)).astype(np.uint8) if res.boxes else photo
-                       for t in targets}
         results.append(res)
     return results
 

@@ -22,14 +22,44 @@ import numpy as np
 from .scaling import scale_images, to_uint8
 
 __all__ = [
+    "InputsFailed",
     "Page",
     "SynthesisReport",
+    "check_failures",
+    "format_rate",
     "application_grid",
     "comparison_grid",
     "weight_figure",
     "write_figures",
     "write_report",
 ]
+
+
+def format_rate(per_second: float, unit: str = "img/s") -> str:
+    """A rate readable at any speed: '0.4 img/s', '12 img/s'."""
+    return f"{per_second:.1f} {unit}" if per_second < 10 else f"{per_second:.0f} {unit}"
+
+
+class InputsFailed(RuntimeError):
+    """A run completed, but more inputs failed than it allows (``max_failed``)."""
+
+
+def check_failures(failed: dict[str, str], attempted: int, max_failed: int | float = 0, what: str = "inputs") -> None:
+    """Raise :class:`InputsFailed` when more of ``attempted`` inputs failed than allowed.
+
+    Parameters
+    ----------
+    failed : dict of URL -> reason
+    max_failed : int or float
+        A count (0, 1, 2, ...), or a fraction of the attempted inputs in (0, 1).
+    """
+    if isinstance(max_failed, bool) or not isinstance(max_failed, int | float) or max_failed < 0:
+        raise ValueError(f"max_failed must be a count >= 0 or a fraction in (0, 1), got {max_failed!r}")
+    allowed = max_failed * attempted if 0 < max_failed < 1 else max_failed
+    if len(failed) > allowed:
+        url, reason = next(iter(failed.items()))
+        limit = f"{max_failed:.0%} allowed" if 0 < max_failed < 1 else f"{int(max_failed)} allowed"
+        raise InputsFailed(f"{len(failed)} of {attempted} {what} failed ({limit}); e.g. {url}: {reason}")
 
 
 @dataclass
@@ -65,6 +95,10 @@ class SynthesisReport:
         self.failed.update(failed)
         self.no_face += no_face
 
+    def raise_if_failed(self, max_failed: int | float = 0) -> None:
+        """Raise :class:`InputsFailed` when more inputs failed than ``max_failed`` allows."""
+        check_failures(self.failed, self.n_inputs - self.skipped_done, max_failed)
+
     def summary(self) -> str:
         rate = self.converted / self.seconds if self.seconds else 0.0
         faces = (f"; {self.faces_converted} of {self.faces_found} faces converted"
@@ -72,7 +106,7 @@ class SynthesisReport:
         return (
             f"synthesised {self.converted} of {self.n_inputs} inputs x {len(self.targets)} "
             f"target(s) into {self.outputs} ({self.skipped_done} already done, "
-            f"{len(self.failed)} failed, {len(self.no_face)} without a face{faces}; {rate:.1f} img/s)"
+            f"{len(self.failed)} failed, {len(self.no_face)} without a face{faces}; {format_rate(rate)})"
         )
 
     def to_dict(self) -> dict:

@@ -59,6 +59,7 @@ def synthesize(
     progress: bool = False,
     preview: str | None = None,
     preview_rows: int = 12,
+    preview_cell: int = 320,
     **settings: Any,
 ) -> SynthesisReport:
     """Synthesise every target of ``weights`` for ``inputs`` into ``outputs``.
@@ -88,7 +89,8 @@ def synthesize(
         Show a progress bar.
     preview : str, optional
         Photos: write a PNG grid (the face as it came in | as each target) of up to
-        ``preview_rows`` converted photos, spread over the collection, to this local path.
+        ``preview_rows`` converted photos, spread over the collection, to this local path;
+        each picture ``preview_cell`` pixels square.
     """
     t0 = time.perf_counter()
     cfg = build_config(SynthesisConfig, config, **settings)
@@ -111,7 +113,7 @@ def synthesize(
         report = _synthesize_zarr(model, w_at, src, o_at, cfg, client, scheduler, overwrite, progress)
     else:
         report = synthesize_collection(model, w_at, src, o_at, cfg, client, scheduler, overwrite, progress,
-                                       preview, preview_rows)
+                                       preview, preview_rows, preview_cell)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -195,7 +195,7 @@ def _convert_photo_task(args) -> dict:
 
 def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Location, o_at: Location,
                           cfg: SynthesisConfig, client, scheduler, overwrite: bool, progress: bool,
-                          preview: str | None, preview_rows: int) -> SynthesisReport:
+                          preview: str | None, preview_rows: int, preview_cell: int = 320) -> SynthesisReport:
     """Convert a photo collection (see the module docstring); called by
     :func:`mlrdist.synthesize.synthesize`."""
     from tqdm import tqdm
@@ -204,6 +204,7 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
 
     if preview:
         preview_rows = check_positive_int(preview_rows, "preview_rows", " with a preview")
+        preview_cell = check_positive_int(preview_cell, "preview_cell", " with a preview")
     if cfg.align is None:
         cfg = build_config(SynthesisConfig, cfg, align="auto")
     batch = cfg.batch or (PHOTO_BATCH if cfg.align in ALIGNING else ALIGNED_BATCH)
@@ -250,7 +251,7 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
         out_io.pack_zip(fs, tree.url, *filesystem(o_at))
     if preview and spread:
         shown = sorted(spread, key=lambda s: s[2])
-        _write_preview(shown, src, tree, list(model.targets_), cfg.format, preview)
+        _write_preview(shown, src, tree, list(model.targets_), cfg.format, preview, preview_cell)
     if archive and not cfg.keep_parts and fs.exists(tree.url):
         fs.rm(tree.url, recursive=True)
     return report

@@ -209,3 +209,46 @@ def test_deployment_on_a_real_prefect_server(tmp_path, sample_images):
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=20)
+
+
+def _weights_from_sample(tmp_path) -> str:
+    from mlrdist.datasets import load_sample
+    from mlrdist.train import fit_weights
+
+    faces, weights = str(tmp_path / "faces.zarr"), str(tmp_path / "w.zarr")
+    load_sample().to_zarr(faces, consolidated=False)
+    fit_weights(faces, weights, scheduler="synchronous")
+    return weights
+
+
+def test_a_run_with_failed_inputs_ends_failed_after_publishing_its_report(sample_images, tmp_path):
+    import shutil
+
+    from flows.synthesize import synthesize_flow
+
+    weights = _weights_from_sample(tmp_path)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(f"{sample_images}/neutral", inbox)
+    (inbox / "broken.png").write_bytes(b"\x89PNG\r\n truncated")
+    aligned = {"align": "none"}
+    state = synthesize_flow(weights, str(inbox), str(tmp_path / "out"), aligned, scheduler="threads",
+                            return_state=True)
+    assert state.is_failed() and "1 of 13 inputs failed" in state.message
+    report = [a for a in artifacts("synthesis-report") if "broken.png" in (a.data or "")]
+    assert report, "the failed run published its report first"
+    allowed = synthesize_flow(weights, str(inbox), str(tmp_path / "out2"), aligned, scheduler="threads",
+                              max_failed=0.1, return_state=True)
+    assert allowed.is_completed() and allowed.result().converted == 12
+
+
+def test_nightly_defaults_convert_real_photos(data_dir, tmp_path):
+    """The deployment's defaults (align auto) on the London set's wild photos: every photo is
+    converted, and the run is Completed."""
+    from flows.synthesize import synthesize_flow
+
+    weights = _weights_from_sample(tmp_path)
+    state = synthesize_flow(weights, str(data_dir / "london-face-set" / "wild"), str(tmp_path / "out"),
+                            scheduler="threads", return_state=True)
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert report.converted == report.n_inputs == 18 and not report.failed and not report.no_face

@@ -151,7 +151,7 @@ def test_bad_inputs_skipped_with_url_and_reason(tmp_path):
     assert ds["image"].shape == (8, 32, 32, 1) and ds.attrs["colour"] == "gray"
     text = report.summary()
     assert "decompression-bomb (1)" in text and "bomb_x.png" in text
-    assert json.loads(report.to_json())["counts"] == {"ingested": 8, "exists": 0, "skipped": 4}
+    assert json.loads(report.to_json())["counts"] == {"ingested": 8, "exists": 0, "skipped": 4, "ignored": 0}
 
 
 def test_zip_source_rejects_traversal(tmp_path):
@@ -293,8 +293,12 @@ def test_cli_writes_report(london, tmp_path, capsys):
     code = main(["ingest", str(root), str(dest), "--size", "32"])  # embedded LocalCluster
     assert code == 0
     assert "ingested" in capsys.readouterr().out
-    report = json.loads((tmp_path / "out" / "ingest-report.json").read_text())
+    report = json.loads((tmp_path / "out" / "faces.ingest-report.json").read_text())
     assert report["counts"]["ingested"] == 8
+    # a second store in the same folder keeps its own report
+    assert main(["ingest", str(root), str(tmp_path / "out" / "other.zarr"), "--size", "32", "--scheduler", "threads"]) == 0
+    assert (tmp_path / "out" / "other.ingest-report.json").exists()
+    assert json.loads((tmp_path / "out" / "faces.ingest-report.json").read_text()) == report
 
 
 def test_pairs_from_an_ingested_store(london, tmp_path):
@@ -308,10 +312,15 @@ def test_pairs_from_an_ingested_store(london, tmp_path):
 
 @pytest.mark.full_data
 def test_full_london_set(data_dir, tmp_path):
+    from mlrdist.cli import main
+
     report = ingest_images(str(data_dir / "london-face-set"), str(tmp_path / "f.zarr"), size=64,
                            scheduler="threads", batch_size=24)
     assert report.count("ingested") == 204 and report.n_samples == 204
-    assert {r.reason.split(":")[0] for r in report.skipped} == {"unlabelled"}  # wild/, animals/
+    assert not report.skipped and report.count("ignored") == 22  # wild/, animals/: not failures
+    # the README's own command exits 0 on the whole set (its wild/ and animals/ are ignored)
+    assert main(["ingest", str(data_dir / "london-face-set"), str(tmp_path / "f.zarr"), "--size", "64",
+                 "--scheduler", "threads"]) == 0
     assert min(r.ncc for r in report.records if r.ncc is not None) > 0.8
     assert not report.unpaired_subjects
 
@@ -376,3 +385,83 @@ def test_sigkilled_run_leaves_a_consistent_store(tmp_path):
     full = open_faces(dest).load()
     assert full.sizes["sample"] == 24 and len(set(full["digest"].values)) == 24
     assert report.count("exists") == n and report.count("ingested") == 24 - n
+
+
+def test_empty_source_is_an_error_at_once(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="no images found in"):
+        ingest_images(str(tmp_path / "empty"), str(tmp_path / "f.zarr"), scheduler="synchronous")
+    assert not (tmp_path / "f.zarr").exists()
+
+
+def test_rerun_skips_unchanged_files_without_reading_them(london, tmp_path):
+    """A rerun knows files by URL and content version: a file whose version is unchanged is
+    not read. Shown by scrambling files in place and putting their version (size, mtime,
+    inode) back: read, they would be corrupt."""
+    import os
+
+    root, _ = london
+    dest = str(tmp_path / "f.zarr")
+    ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    for p in sorted(root.rglob("*_0[38].jpg")):
+        st = os.stat(p)
+        with open(p, "r+b") as f:
+            f.write(b"\0" * st.st_size)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    assert again.count("exists") == 8 and not again.skipped
+    assert all("not read again" in r.reason for r in again.records if r.status == "exists")
+
+
+def test_rerun_reads_a_replaced_file_again(london, tmp_path):
+    import os
+
+    root, _ = london
+    dest = str(tmp_path / "f.zarr")
+    ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    victim = sorted((root / "neutral").glob("*.jpg"))[0]
+    data = victim.read_bytes()
+    victim.unlink()
+    victim.write_bytes(data)  # the same bytes in a new file: another inode and mtime
+    os.utime(victim, (1, 1))
+    again = ingest_images(str(root), dest, size=32, scheduler="synchronous")
+    by_url = {r.url.rsplit("/", 1)[-1]: r.reason for r in again.records}
+    assert by_url[victim.name] == "digest already in the store"  # read, hashed, known
+    assert sum("not read again" in r for r in by_url.values()) == 7
+
+
+def test_killed_ingest_keeps_every_finished_batch(tmp_path):
+    """40 images in batches of 4, killed after a few batches: the store keeps them all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(40):
+        (root / f"{i:02d}_normal.png").write_bytes(encode(face_like(i)))
+    dest = str(tmp_path / "f.zarr")
+    code = (
+        "import sys; from mlrdist.ingest import ingest_images; "
+        f"ingest_images({str(root)!r}, {dest!r}, labels='yale', size=32, align='none', "
+        "scheduler='synchronous', batch_size=4)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    n = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            n = int(zarr.open_group(dest, mode="r").attrs.get("n_committed", 0))
+        except Exception:  # noqa: BLE001 - not created yet
+            n = 0
+        if n >= 12:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = open_faces(dest).sizes["sample"]
+    assert kept >= 12 and kept % 4 == 0 and kept < 40

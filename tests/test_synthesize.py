@@ -103,3 +103,42 @@ def test_incomplete_weights_are_refused(trained, tmp_path):
     group.attrs["mlrdist"] = meta
     with pytest.raises(ValueError, match="is incomplete"):
         synthesize(broken, faces, str(tmp_path / "o.zarr"), scheduler="synchronous")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("nan_coef", "coef holds non-finite values"),
+        ("inf_intercept", "intercept holds non-finite values"),
+        ("dtype", "unknown dtype 'float16'"),
+        ("targets", "coef has shape"),
+    ],
+)
+def test_damaged_weights_are_refused_before_any_input(tmp_path, capsys, damage, message):
+    """NaN or infinite weights, an unknown dtype or targets inconsistent with the arrays: exit
+    status 2, one line naming what is wrong, nothing written."""
+    import zarr
+
+    from mlrdist.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
+    faces = write_faces_store(str(tmp_path / "faces.zarr"), {"neutral": X, "smiling": X // 2})
+    weights = str(tmp_path / "w.zarr")
+    fit_weights(faces, weights, receptive_field=3, scheduler="synchronous")
+    g = zarr.open_group(weights, mode="r+")
+    meta = dict(g.attrs["mlrdist"])
+    if damage == "nan_coef":
+        g["coef"][0, 0, 5, 7, 3] = np.nan
+    elif damage == "inf_intercept":
+        g["intercept"][0, 0, 2, 2] = np.inf
+    elif damage == "dtype":
+        meta["config"] = {**meta["config"], "dtype": "float16"}
+    else:
+        meta["config"] = {**meta["config"], "targets": ["smiling", "sad"]}
+    g.attrs["mlrdist"] = meta
+    out = tmp_path / "out.zarr"
+    assert main(["synthesize", weights, faces, str(out), "--scheduler", "synchronous"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "w.zarr" in err[0], err
+    assert not out.exists()

@@ -9,7 +9,8 @@ import sys
 from ._common import EXIT_OK, EXIT_SKIPPED, add_dask_arguments, parse_options, quiet_logging
 
 HELP = ("Decode, align and store face images in a faces.zarr. Exit status 3 when some files were skipped "
-        "(listed with reasons in the summary and the report), 2 on an error.")
+        "as bad inputs (listed with reasons in the summary and the report; files that match no label are "
+        "ignored, not failures), 2 on an error.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,13 +27,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--colour", choices=["rgb", "gray"], default="rgb")
     p.add_argument("--align", choices=INGEST_ALIGN, default="auto")
     p.add_argument("--batch-size", type=int, default=16, help="files per Dask task (default 16)")
-    p.add_argument("--report", help="report JSON path (default: DEST/../ingest-report.json)")
+    p.add_argument("--report", help="report JSON path (default: next to DEST, named after it: faces.zarr -> "
+                   "faces.ingest-report.json)")
     add_dask_arguments(p)
 
 
 def default_report_path(dest: str) -> str:
-    """``DEST/../ingest-report.json`` (same file system as DEST)."""
-    return posixpath.join(posixpath.dirname(dest.rstrip("/")) or ".", "ingest-report.json")
+    """Next to DEST and named after it (``faces.zarr`` -> ``faces.ingest-report.json``), so two
+    stores in one folder keep their own reports."""
+    dest = dest.rstrip("/")
+    stem = posixpath.splitext(posixpath.basename(dest))[0] or "faces"
+    return posixpath.join(posixpath.dirname(dest) or ".", f"{stem}.ingest-report.json")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preview", metavar="PNG", help="write a grid of face crops (input | each target) of photos "
                    "spread over the collection")
     p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")
+    p.add_argument("--preview-cell", type=int, default=320, help="side of each preview picture in pixels (default 320)")
     p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
     p.add_argument("--overwrite", action="store_true", help="convert everything again")
     p.add_argument("--keep-parts", action="store_true",
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                              keep_parts=args.keep_parts, detail=args.detail, strength=args.strength)
     report = synthesize(args.weights, args.inputs, args.outputs, config, scheduler=args.scheduler,
                         overwrite=args.overwrite, storage_options=parse_options(args.storage_option),
-                        progress=True, preview=args.preview, preview_rows=args.preview_rows)
+                        progress=True, preview=args.preview, preview_rows=args.preview_rows,
+                        preview_cell=args.preview_cell)
     print(report.summary())
     for url, reason in sorted(report.failed.items()):
         print(f"  skipped {url}: {reason}")

@@ -49,7 +49,8 @@ def list_archive(fs, path: str) -> tuple[list[dict], list[tuple[str, str]]]:
             with zipfile.ZipFile(f) as zf:
                 members = [
                     (m.filename, m.file_size, "dir" if m.is_dir() else None,
-                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC))
+                     None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC),
+                     f"crc32:{m.CRC:08x}-{m.file_size}")
                     for m in zf.infolist()
                 ]
             kind = "zip"
@@ -58,12 +59,13 @@ def list_archive(fs, path: str) -> tuple[list[dict], list[tuple[str, str]]]:
                 raw = tf.fileobj is f  # uncompressed: member data at fixed offsets
                 members = [
                     (m.name, m.size, _tar_type(m),
-                     None if m.issparse() else (m.offset_data, m.size, -1, 0) if raw else (j, m.size, _SCAN, 0))
+                     None if m.issparse() else (m.offset_data, m.size, -1, 0) if raw else (j, m.size, _SCAN, 0),
+                     f"mtime:{m.mtime}-{m.size}")
                     for j, m in enumerate(tf)
                 ]
             kind = "tar"
-    last = {name: j for j, (name, _, special, _) in enumerate(members) if special != "dir"}
-    for j, (name, size, special, span) in enumerate(members):
+    last = {name: j for j, (name, _, special, _, _) in enumerate(members) if special != "dir"}
+    for j, (name, size, special, span, version) in enumerate(members):
         if special == "dir":
             continue
         member_url = f"{kind}://{name}::{url}"
@@ -73,7 +75,8 @@ def list_archive(fs, path: str) -> tuple[list[dict], list[tuple[str, str]]]:
         if why:
             rejected.append((member_url, why))
             continue
-        files.append({"name": name, "url": member_url, "size": size, "archive": url, "kind": kind, "span": span})
+        files.append({"name": name, "url": member_url, "size": size, "archive": url, "kind": kind, "span": span,
+                      "version": version})
     return files, rejected
 
 

@@ -6,6 +6,7 @@ Layout (an xarray Dataset, zarr 3, ``consolidated=False``)::
     subject     (sample) str          expression (sample) str
     source      (sample) str, the original file's URL
     digest      (sample) str, sha256 of the original file's bytes (the key of idempotence)
+    version     (sample) str, the file's content version when read (ETag, mtime + size + inode)
     attrs       size [H, W], colour "rgb"|"gray", alignment {method, eyes, margin, ...},
                 citation, mlrdist_version, n_committed
 
@@ -27,7 +28,7 @@ from .stores import open_group, open_store
 
 __all__ = ["COORDS", "FacesWriter", "Rows", "open_faces", "sample_chunk"]
 
-COORDS = ("subject", "expression", "source", "digest")
+COORDS = ("subject", "expression", "source", "digest", "version")
 
 
 @dataclass
@@ -109,6 +110,12 @@ class FacesWriter:
         n = self.committed
         return frozenset(str(d) for d in np.asarray(self.group["digest"][:n]).tolist())
 
+    def known_versions(self) -> frozenset[tuple[str, str]]:
+        """``(source URL, content version)`` of the committed rows: files unchanged since."""
+        if self.group is None:
+            return frozenset()
+        return frozenset(zip(self.column("source"), self.column("version"), strict=True))
+
     def column(self, name: str) -> list[str]:
         """A committed coordinate, as strings."""
         if self.group is None:
@@ -131,6 +138,9 @@ class FacesWriter:
             raise ValueError(f"{url!r} was aligned with other canonical eye positions; use another dest")
         n = int(attrs["n_committed"])
         for k in ("image", *COORDS):
+            if k not in g:  # a coordinate added since the store was made: empty for its rows
+                _add_coordinate(self.where, k, n)
+                g = open_group(self.where, "r+")
             if g[k].shape[0] != n:  # an uncommitted tail of a killed run
                 g[k].resize((n, *g[k].shape[1:]))
         return g
@@ -173,3 +183,10 @@ class FacesWriter:
         g = zarr.open_group(store, mode="a")
         g.attrs["n_committed"] = len(rows)
         return g
+
+
+def _add_coordinate(where: Location, name: str, n: int) -> None:
+    import xarray as xr
+
+    xr.Dataset(coords={name: ("sample", np.array([""] * n, dtype=object))}).to_zarr(
+        open_store(where), mode="a", consolidated=False)

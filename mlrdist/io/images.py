@@ -269,11 +269,13 @@ def resize_stack(X: np.ndarray, size: int | None, gray: bool = False) -> np.ndar
 
 def letterbox(image: np.ndarray, side: int) -> np.ndarray:
     """Fit a uint8 ``(H, W, C)`` image into a white ``side x side`` RGB square, keeping its
-    aspect ratio (Lanczos)."""
+    aspect ratio: shrunk with Lanczos, enlarged with bicubic (small faces shown large)."""
     from PIL import Image
 
     pil = from_array(image).convert("RGB")
-    pil.thumbnail((side, side), Image.Resampling.LANCZOS)
+    scale = min(side / pil.size[0], side / pil.size[1])
+    size = (max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale)))
+    pil = pil.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
     canvas = Image.new("RGB", (side, side), "white")
     canvas.paste(pil, ((side - pil.size[0]) // 2, (side - pil.size[1]) // 2))
     return np.asarray(canvas)

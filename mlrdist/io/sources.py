@@ -26,6 +26,7 @@ __all__ = [
     "InputFile",
     "Listing",
     "SourceFile",
+    "content_version",
     "iter_inputs",
     "iter_listings",
     "list_sources",
@@ -50,6 +51,10 @@ class SourceFile:
     # checked against its zip CRC or its tar header (the archive may have changed since it
     # was listed). Compressed tars: (ordinal, length, -2, 0), the member's position in a scan
     span: tuple[int, int, int, int] | None = None
+    # the content version when listed: an object store's version id or ETag, else the
+    # modification time, size and inode; a zip member's CRC and size, a tar member's mtime
+    # and size. A file replaced by another (even of the same size) has another version.
+    version: str | None = None
 
 
 @dataclass
@@ -156,8 +161,8 @@ class InputFile:
 
     @property
     def identity(self) -> str:
-        """Changes when the file does (its size): a changed file is converted again."""
-        return str(self.source.size)
+        """The file's content version: a replaced file is converted again."""
+        return self.source.version or str(self.source.size)
 
 
 def iter_inputs(where, rejected: dict[str, str]) -> Iterator[InputFile]:
@@ -211,7 +216,28 @@ def _glob_base(path: str) -> str:
 
 def _plain(fs, p: str, info: dict, base: str) -> SourceFile:
     name = posixpath.relpath(p, base.rstrip("/") or "/") if base else p
-    return SourceFile(name=name, url=fs.unstrip_protocol(p), size=info.get("size"))
+    return SourceFile(name=name, url=fs.unstrip_protocol(p), size=info.get("size"), version=content_version(info))
+
+
+# listing keys naming a content version, object stores first (S3, GCS, Azure)
+_VERSION_KEYS = ("VersionId", "ETag", "etag", "generation", "md5Hash", "content_md5")
+
+
+def content_version(info: dict) -> str:
+    """A string that changes when a listed file's content does: an object store's version id
+    or ETag; otherwise the size with the modification time and the inode (a file replaced by
+    another of the same size has another mtime or inode)."""
+    for key in _VERSION_KEYS:
+        value = info.get(key)
+        if value:
+            return f"{key}:{str(value).strip(chr(34))}"
+    parts = [f"size:{info.get('size')}"]
+    when = next((k for k in ("mtime", "LastModified", "created") if info.get(k) is not None), None)
+    if when:
+        parts.append(f"{when}:{info[when]}")
+    if info.get("ino") is not None:
+        parts.append(f"ino:{info['ino']}")
+    return "-".join(parts)
 
 
 def read_batch(files: list[SourceFile], storage_options: dict[str, Any] | None = None) -> list[bytes | Exception]:
