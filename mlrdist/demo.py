@@ -77,8 +77,6 @@ def run_demo(
              outputs=str(out / "outputs.zarr"), photos=str(out / "photos"),
              evaluation=str(out / "evaluation"), preview=str(out / "photos-preview.png"))
     with open_executor(scheduler=scheduler) as ex:
-        if ex.dashboard:
-            log(f"Dask dashboard: {ex.dashboard}")
         log(f"1/4 ingest {described}")
         rep = ingest_images(images, p["faces"], size=128, client=ex.client, scheduler=ex.scheduler,
                             progress=progress, **ingest_opts)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -84,6 +85,7 @@ def select_hyperparameters(
     holdout: float = 0.2,
     seed: int = 0,
     max_pixels: int = 2048,
+    progress: bool = False,
 ) -> Selection:
     """Pick ``alpha`` by leave-one-out and ``k`` on held-out subjects.
 
@@ -97,7 +99,11 @@ def select_hyperparameters(
         Candidates.
     holdout : float
         Fraction of subjects held out to score ``k`` (at least one, and at least two kept).
+    progress : bool
+        Show a progress bar over the candidates (with the best so far).
     """
+    from tqdm import tqdm
+
     ks = [check_receptive_field(k) for k in receptive_fields]
     alphas = [check_alpha(a, "alphas") for a in alphas]
     if not ks or not alphas:
@@ -112,7 +118,8 @@ def select_hyperparameters(
     test, train = np.sort(order[:n_out]), np.sort(order[n_out:])
     ys, xs = _pixel_grid(X.shape[1], X.shape[2], max_pixels)
     scores = []
-    for k in ks:
+    bar = tqdm(ks, desc="choosing k and alpha", unit="k", disable=not progress, file=sys.stderr)
+    for k in bar:
         At, R = _designs(X[train], Y[:, train], k, colour, ys, xs)
         curve = loo_errors(At, R, alphas).mean(axis=(1, 2))
         best = alphas[int(np.argmin(curve))]
@@ -127,6 +134,8 @@ def select_hyperparameters(
             "alpha": best,
             "holdout_mse": float(np.mean((pred - R_te) ** 2)),
         })
+        best_so_far = min(scores, key=lambda s: s["holdout_mse"])
+        bar.set_postfix(k=best_so_far["receptive_field"], alpha=best_so_far["alpha"], refresh=False)
     chosen = min(scores, key=lambda s: s["holdout_mse"])
     return Selection(
         receptive_field=chosen["receptive_field"], alpha=chosen["alpha"], alphas=alphas,

@@ -119,6 +119,8 @@ def convert_photo_batch(job: PhotoBatchJob, batch: list[InputFile]) -> dict:
     colour = "auto" if aligning else ("gray" if model.image_shape_[2] == 1 else "rgb")
     out: dict[str, Any] = {"failed": {}, "no_face": [], "photos": []}
     entries: dict[str, dict] = {}
+    batch_id = hashlib.sha1("\n".join(sorted(b.relpath + b.identity for b in batch)).encode()).hexdigest()
+    pending = out_io.write_pending(fs, job.tree.url, batch_id, [b.relpath for b in batch])
     photos = [(item, got) for item, got in zip(batch, _read_photos(batch, job.inputs, colour), strict=True)]
     for item, got in photos:
         if isinstance(got, Exception):
@@ -129,8 +131,8 @@ def convert_photo_batch(job: PhotoBatchJob, batch: list[InputFile]) -> dict:
     else:
         _convert_aligned(job, model, fs, photos, out, entries)
     # failures are reported, not recorded: the next run tries (and reports) them again
-    batch_id = hashlib.sha1("\n".join(sorted(b.relpath + b.identity for b in batch)).encode()).hexdigest()
     out_io.write_manifest(fs, job.tree.url, batch_id, entries, job.fingerprint)
+    fs.rm(pending)
     return out
 
 
@@ -216,6 +218,7 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
     files = iter_inputs(src, report.failed)
     fs, _ = filesystem(tree)
     done = {} if overwrite else out_io.read_manifests(fs, tree.url, fingerprint)
+    foreign = set() if overwrite else _check_outputs_are_ours(fs, tree, o_at, archive)
     job = PhotoBatchJob(w_at, src, tree, fingerprint, cfg)
     spread: list[tuple[int, str, str, Any]] = []  # the preview's photos: the smallest hashes seen
 
@@ -226,6 +229,8 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
             if done.get(f.relpath) == f.identity:
                 report.skipped_done += 1
                 continue
+            if foreign:
+                _refuse_foreign(fs, tree, f, list(model.targets_), cfg.format, foreign)
             todo.append(f)
             if len(todo) == batch:
                 yield job, todo
@@ -255,6 +260,26 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
     if archive and not cfg.keep_parts and fs.exists(tree.url):
         fs.rm(tree.url, recursive=True)
     return report
+
+
+def _check_outputs_are_ours(fs, tree: Location, o_at: Location, archive: bool) -> set[str]:
+    """Refuse an existing ``.zip`` mlrdist did not write; the files of the output tree
+    mlrdist did not write (each refused when an input would replace it)."""
+    if archive:
+        out_fs, out_path = filesystem(o_at)
+        if out_fs.exists(out_path) and not out_io.is_own_archive(out_fs, out_path):
+            raise ValueError(f"{o_at.url} exists and was not written by mlrdist; pass overwrite=True "
+                             "(CLI: --overwrite) to replace it, or choose another output")
+    return out_io.foreign_outputs(fs, tree.url)
+
+
+def _refuse_foreign(fs, tree: Location, f: InputFile, targets, fmt, foreign: set[str]) -> None:
+    for t in targets:
+        path = fs._strip_protocol(out_io.output_path(tree.url, t, f.relpath, fmt))
+        if path in foreign:
+            raise ValueError(f"{path} exists and was not written by mlrdist (it would be replaced by the "
+                             f"conversion of {f.url}); pass overwrite=True (CLI: --overwrite) to replace it, "
+                             "or choose another output")
 
 
 def _keep_spread(heap: list, url: str, rel: str, box, rows: int) -> None:

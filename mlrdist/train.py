@@ -170,7 +170,7 @@ def fit_weights(
         lo, span = _scaling(ds, pairs, cfg.scaling)
         selection = None
         if cfg.needs_selection:
-            cfg, selection = _select(ds, pairs, lo, span, cfg)
+            cfg, selection = _select(ds, pairs, lo, span, cfg, progress)
         plan = plan_tiles(
             H, W, receptive_field=cfg.receptive_field, n_samples=len(pairs.subjects), channels=C,
             n_targets=len(cfg.targets), colour=cfg.colour, itemsize=np.dtype(cfg.dtype).itemsize,
@@ -225,7 +225,7 @@ def _open_training_faces(where: Location):
     return ds
 
 
-def _select(ds, pairs: Pairs, lo, span, cfg: TrainConfig):
+def _select(ds, pairs: Pairs, lo, span, cfg: TrainConfig, progress: bool = False):
     from .select import DEFAULT_ALPHAS, DEFAULT_RECEPTIVE_FIELDS, select_hyperparameters
 
     auto_k, auto_alpha = cfg.receptive_field == "auto", cfg.alpha == "auto"
@@ -233,7 +233,7 @@ def _select(ds, pairs: Pairs, lo, span, cfg: TrainConfig):
     selection = select_hyperparameters(
         X, Y, colour=cfg.colour,
         receptive_fields=(cfg.receptive_fields or DEFAULT_RECEPTIVE_FIELDS) if auto_k else (cfg.receptive_field,),
-        alphas=(cfg.alphas or DEFAULT_ALPHAS) if auto_alpha else (cfg.alpha,),
+        alphas=(cfg.alphas or DEFAULT_ALPHAS) if auto_alpha else (cfg.alpha,), progress=progress,
     )
     log.info("selected receptive_field=%d alpha=%g", selection.receptive_field, selection.alpha)
     return replace(cfg, receptive_field=selection.receptive_field, alpha=selection.alpha), selection

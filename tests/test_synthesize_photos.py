@@ -262,3 +262,38 @@ def test_glob_characters_in_names_and_an_empty_collection(weights, tmp_path):
     assert (report.n_inputs, report.converted) == (0, 0)
     with zipfile.ZipFile(tmp_path / "none.zip") as zf:
         assert zf.namelist() == []
+
+
+def test_never_overwrites_what_mlrdist_did_not_write(weights, inbox, tmp_path, capsys):
+    """A user's file at an output path, or a .zip mlrdist did not write, is refused (exit 2,
+    naming the path) unless --overwrite; mlrdist's own outputs (even from a run killed before
+    its manifest) are rewritten freely."""
+    from mlrdist.cli import main
+
+    root, images = inbox
+    out = tmp_path / "out"
+    mine = out / "smiling" / "batch0" / "face0.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own file")
+    args = ["--align", "none", "--scheduler", "synchronous"]
+    assert main(["synthesize", weights, str(root), str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert "face0.png exists and was not written by mlrdist" in err and "--overwrite" in err
+    assert mine.read_bytes() == b"my own file"
+    assert main(["synthesize", weights, str(root), str(out), *args, "--overwrite"]) == 0
+    assert mine.read_bytes() != b"my own file"
+    # outputs of a batch killed before its manifest are mlrdist's: a rerun rewrites them
+    pending = out / "_mlrdist" / "pending"
+    pending.mkdir(exist_ok=True)
+    for manifest in (out / "_mlrdist" / "manifests").iterdir():
+        manifest.rename(pending / manifest.name)
+    assert main(["synthesize", weights, str(root), str(out), *args]) == 0
+    # a zip archive mlrdist did not write
+    theirs = tmp_path / "theirs.zip"
+    with zipfile.ZipFile(theirs, "w") as zf:
+        zf.writestr("a.txt", "keep me")
+    assert main(["synthesize", weights, str(root), str(theirs), *args]) == 2
+    assert "theirs.zip exists and was not written by mlrdist" in capsys.readouterr().err
+    ours = tmp_path / "ours.zip"
+    assert main(["synthesize", weights, str(root), str(ours), *args]) == 0
+    assert main(["synthesize", weights, str(root), str(ours), *args]) == 0  # its own archive: rewritten

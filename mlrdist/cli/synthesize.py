@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")
     p.add_argument("--preview-cell", type=int, default=320, help="side of each preview picture in pixels (default 320)")
     p.add_argument("--report", metavar="JSON", help="write the run report (failures with reasons) here")
-    p.add_argument("--overwrite", action="store_true", help="convert everything again")
+    p.add_argument("--overwrite", action="store_true", help="convert everything again, replacing existing outputs, "
+                   "also files (or a .zip) mlrdist did not write, which are otherwise refused")
     p.add_argument("--keep-parts", action="store_true",
                    help="for a .zip output: keep the tree OUTPUTS.parts it is built in (with the completion "
                    "manifests), so that a rerun converts only new or failed photos")

@@ -18,6 +18,7 @@ The functions here take any objects with the attributes ``name``, ``url``, ``kin
 from __future__ import annotations
 
 import bz2
+import stat
 import struct
 import tarfile
 import zipfile
@@ -48,7 +49,7 @@ def list_archive(fs, path: str) -> tuple[list[dict], list[tuple[str, str]]]:
         if path.lower().endswith(".zip"):
             with zipfile.ZipFile(f) as zf:
                 members = [
-                    (m.filename, m.file_size, "dir" if m.is_dir() else None,
+                    (m.filename, m.file_size, "dir" if m.is_dir() else _zip_type(m),
                      None if m.flag_bits & 0x1 else (m.header_offset, m.compress_size, m.compress_type, m.CRC),
                      f"crc32:{m.CRC:08x}-{m.file_size}")
                     for m in zf.infolist()
@@ -78,6 +79,16 @@ def list_archive(fs, path: str) -> tuple[list[dict], list[tuple[str, str]]]:
         files.append({"name": name, "url": member_url, "size": size, "archive": url, "kind": kind, "span": span,
                       "version": version})
     return files, rejected
+
+
+def _zip_type(m: zipfile.ZipInfo) -> str | None:
+    """A zip member stored as a Unix symbolic link (its data would be the link's target)."""
+    mode = m.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "link member in archive"
+    if mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
+        return "special file (device/fifo) in archive"
+    return None
 
 
 def _tar_type(m: tarfile.TarInfo) -> str | None:

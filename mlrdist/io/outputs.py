@@ -23,8 +23,11 @@ __all__ = [
     "image_format",
     "open_atomic",
     "output_path",
+    "foreign_outputs",
+    "is_own_archive",
     "pack_zip",
     "read_manifests",
+    "write_pending",
     "write_atomic",
     "write_manifest",
 ]
@@ -32,6 +35,8 @@ __all__ = [
 _PACK_GROUP = 64  # output files read at once while zipping
 
 MANIFEST_DIR = "_mlrdist/manifests"
+PENDING_DIR = "_mlrdist/pending"  # batches writing their outputs, not finished yet
+ZIP_MARK = b"written by mlrdist"  # the comment of every archive mlrdist writes
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 
 
@@ -137,6 +142,58 @@ def read_manifests(fs, outputs: str, fingerprint: str) -> dict[str, str]:
     return done
 
 
+def write_pending(fs, outputs: str, batch_id: str, names: list[str]) -> str:
+    """Record, before a batch writes its outputs, which inputs it is converting (so that a
+    batch killed while writing leaves files a rerun knows as mlrdist's); returns the record's
+    path, removed once the batch's manifest is written."""
+    path = posixpath.join(outputs.rstrip("/"), PENDING_DIR, f"{batch_id}.json")
+    write_atomic(fs, path, json.dumps({"inputs": sorted(names)}).encode())
+    return path
+
+
+def _recorded_stems(fs, outputs: str) -> set[str]:
+    """Inputs (relative path without suffix) recorded in any manifest or pending record of
+    the tree, whatever the weights."""
+    stems: set[str] = set()
+    for folder in (MANIFEST_DIR, PENDING_DIR):
+        root = posixpath.join(outputs.rstrip("/"), folder)
+        if not fs.exists(root):
+            continue
+        for path in fs.find(root):
+            if path.endswith(".json"):
+                names = json.loads(fs.cat_file(path))["inputs"]
+                stems.update(posixpath.splitext(n)[0] for n in names)
+    return stems
+
+
+def foreign_outputs(fs, outputs: str) -> set[str]:
+    """Files in an output tree that mlrdist did not write (paths as ``fs`` names them): every
+    ``{target}/{stem}.{ext}`` whose input is in no manifest or pending record."""
+    base = fs._strip_protocol(outputs.rstrip("/"))
+    if not fs.exists(base):
+        return set()
+    ours = _recorded_stems(fs, outputs)
+    foreign = set()
+    for path in fs.find(base):
+        rel = posixpath.relpath(path, base)
+        if rel.startswith("_mlrdist/") or "/" not in rel:
+            continue
+        if posixpath.splitext(rel.split("/", 1)[1])[0] not in ours:
+            foreign.add(path)
+    return foreign
+
+
+def is_own_archive(fs, path: str) -> bool:
+    """Whether the zip at ``path`` was written by mlrdist (its comment says so)."""
+    import zipfile
+
+    try:
+        with fs.open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            return zf.comment.startswith(ZIP_MARK)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
 def _is_local(fs) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
@@ -152,6 +209,7 @@ def pack_zip(fs, tree: str, out_fs, out_path: str) -> None:
     members = [(p, posixpath.relpath(p, base)) for p in sorted(fs.find(base))]
     members = [(p, rel) for p, rel in members if not (rel.startswith("_mlrdist/") or posixpath.basename(rel).startswith("."))]
     with open_atomic(out_fs, out_path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.comment = ZIP_MARK
         for i in range(0, len(members), _PACK_GROUP):
             group = members[i : i + _PACK_GROUP]
             # cat_ranges: concurrent on object stores, and no glob expansion of "[", "*", "?"

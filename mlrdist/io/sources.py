@@ -192,13 +192,22 @@ def _walk(fs, root: str, source: str) -> Iterator[Listing]:
                 raise
             yield Listing(root=source, rejected=[(fs.unstrip_protocol(folder), f"cannot list folder: {exc}")])
             continue
+        # object keys may hold '.' or '..' components, which would name files outside the
+        # collection when mirrored into outputs: such keys are reported, never read
+        odd = [e["name"] for e in entries if _traversal(e["name"])]
+        entries = [e for e in entries if not _traversal(e["name"])]
         dirs = sorted(e["name"] for e in entries if e.get("type") == "directory")
         files = [_plain(fs, e["name"], e, root) for e in entries if e.get("type") != "directory"]
         del entries
         stack += [d for d in reversed(dirs) if d.rstrip("/") != folder.rstrip("/")]
-        part = _finish(Listing(root=source, files=files))
-        if part.files:
+        part = _finish(Listing(root=source, files=files, rejected=[
+            (fs.unstrip_protocol(name), "path traversal ('.' or '..') in an object key: not read") for name in odd]))
+        if part.files or part.rejected:
             yield part
+
+
+def _traversal(name: str) -> bool:
+    return name.rstrip("/").rsplit("/", 1)[-1] in (".", "..")
 
 
 def _finish(listing: Listing) -> Listing:
@@ -215,7 +224,9 @@ def _glob_base(path: str) -> str:
 
 
 def _plain(fs, p: str, info: dict, base: str) -> SourceFile:
-    name = posixpath.relpath(p, base.rstrip("/") or "/") if base else p
+    base = base.rstrip("/")
+    # not posixpath.relpath: it would resolve '..' in an object key
+    name = p[len(base) + 1 :] if base and p.startswith(base + "/") else posixpath.relpath(p, base or "/") if base else p
     return SourceFile(name=name, url=fs.unstrip_protocol(p), size=info.get("size"), version=content_version(info))
 
 

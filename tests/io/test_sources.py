@@ -279,3 +279,28 @@ def test_the_last_member_of_a_name_wins(tmp_path, suffix):
     assert [f.name for f in listing.files] == ["p/a.png", "p/b.png"]
     assert [r for _, r in listing.rejected] == ["superseded by a later member of the same name in the archive"]
     assert read_batch(listing.files) == [b"new", b"bee"]
+
+
+def test_zip_symlink_member_is_a_rejected_link(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok/face.png", b"\x89PNG")
+        link = zipfile.ZipInfo("ok/evil.png")
+        link.external_attr = (0o120777 << 16)  # a Unix symbolic link; its data is the target
+        zf.writestr(link, "/etc/passwd")
+    listing = list_sources(str(archive))
+    assert [f.name for f in listing.files] == ["ok/face.png"]
+    assert [(url.split("::")[0], why) for url, why in listing.rejected] == [("zip://ok/evil.png", "link member in archive")]
+
+
+def test_s3_keys_with_dot_dot_are_reported_not_dropped(s3):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3["endpoint_url"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    for key in ("inbox/a.png", "inbox/sub/../b.png", "inbox/../c.png"):
+        client.put_object(Bucket="test", Key=key, Body=b"x")
+    listing = list_sources("s3://test/inbox", s3)
+    assert [f.name for f in listing.files] == ["a.png"]
+    assert sorted(url for url, _ in listing.rejected) == ["s3://test/inbox/..", "s3://test/inbox/sub/.."]
+    assert all("path traversal" in why for _, why in listing.rejected)
