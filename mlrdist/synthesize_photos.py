@@ -256,7 +256,8 @@ def synthesize_collection(model: StoredMaskedRidge, w_at: Location, src: Locatio
         out_io.pack_zip(fs, tree.url, *filesystem(o_at))
     if preview and spread:
         shown = sorted(spread, key=lambda s: s[2])
-        _write_preview(shown, src, tree, list(model.targets_), cfg.format, preview, preview_cell)
+        frame = model.image_shape_[1::-1] if cfg.align == "resize" else None
+        _write_preview(shown, src, tree, list(model.targets_), cfg.format, preview, preview_cell, frame)
     if archive and not cfg.keep_parts and fs.exists(tree.url):
         fs.rm(tree.url, recursive=True)
     return report
@@ -307,9 +308,10 @@ def _face_crop(image: np.ndarray, box) -> np.ndarray:
     return image[ya : ya + side, xa : xa + side]
 
 
-def _write_preview(shown, src: Location, tree: Location, targets, fmt, path, cell: int = 320) -> None:
+def _write_preview(shown, src: Location, tree: Location, targets, fmt, path, cell: int = 320,
+                   frame: tuple[int, int] | None = None) -> None:
     """PNG grid of converted photos spread over the collection: the face as it came in,
-    then as each target, large."""
+    then as each target, large; ``frame`` (W, H): inputs centre-cropped as they were converted."""
     from .io.stores import read_bytes
     from .report import application_grid
 
@@ -322,6 +324,8 @@ def _write_preview(shown, src: Location, tree: Location, targets, fmt, path, cel
                     for t in targets}
         except (OSError, ValueError):  # changed or gone since: not shown
             continue
+        if frame is not None:
+            image = to_array(fit_resize(from_array(image), frame))
         rows_in.append(letterbox(_face_crop(image, box), cell))
         for t in targets:
             rows_out[t].append(letterbox(_face_crop(outs[t], box), cell))
