@@ -26,7 +26,7 @@ from .execution import open_executor
 from .io import weights_store
 from .io.faces_store import open_faces
 from .io.location import Location
-from .io.stores import open_store
+from .io.stores import open_store, retry_transient
 from .labels import Pairs, pair_indices
 from .scaling import apply_scaling
 from .tiles import Tile, TilePlan, plan_tiles
@@ -60,7 +60,20 @@ def _read(arr, samples: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
 
 
 def solve_tile(job: TileJob, tile: Tile) -> tuple[int, int]:
-    """Fit one tile's weights from faces.zarr and write them to its chunk of weights.zarr."""
+    """Fit one tile's weights from faces.zarr and write them to its chunk of weights.zarr;
+    transient storage errors (dropped connections, timeouts) are retried with backoff."""
+    source, targets = retry_transient(_read_tile, job, tile, what=f"reading tile {tile.iy},{tile.ix}")
+    cfg = job.config
+    coef, intercept = fit_rows(
+        source, targets, receptive_field=cfg.receptive_field, alpha=cfg.alpha, colour=cfg.colour, n_jobs=job.n_jobs
+    )
+    retry_transient(weights_store.write_tile, job.weights, slice(tile.y0, tile.y1), slice(tile.x0, tile.x1),
+                    (tile.iy, tile.ix), coef, intercept, what=f"writing tile {tile.iy},{tile.ix}")
+    return tile.iy, tile.ix
+
+
+def _read_tile(job: TileJob, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's sources (with halo, zero-padded, samples last) and targets, scaled."""
     import zarr
 
     cfg = job.config
@@ -83,12 +96,7 @@ def solve_tile(job: TileJob, tile: Tile) -> tuple[int, int]:
     for t, idx in enumerate(job.targets):
         block = _read(image, idx, slice(tile.y0, tile.y1), slice(tile.x0, tile.x1))
         targets[:, :, t] = np.moveaxis(apply_scaling(block, job.lo[idx], job.span[idx], dtype), 0, -1)
-    coef, intercept = fit_rows(
-        source, targets, receptive_field=k, alpha=cfg.alpha, colour=cfg.colour, n_jobs=job.n_jobs
-    )
-    weights_store.write_tile(job.weights, slice(tile.y0, tile.y1), slice(tile.x0, tile.x1),
-                             (tile.iy, tile.ix), coef, intercept)
-    return tile.iy, tile.ix
+    return source, targets
 
 
 def _solve_tile_task(args: tuple[TileJob, Tile]) -> tuple[int, int]:

@@ -227,3 +227,39 @@ def test_train_on_a_subset_of_subjects(faces, stacks, tmp_path):
     assert_same(load_weights(out), ref)
     with pytest.raises(ValueError, match=r"subjects without a complete pair in the store: \['zz'\]"):
         fit_weights(faces, str(tmp_path / "w2.zarr"), scheduler="synchronous", subjects=["zz"])
+
+
+def test_tile_reads_and_writes_retry_transient_storage_errors(tmp_path, monkeypatch):
+    """A dropped connection while reading or writing a tile is retried (with backoff) and the
+    weights are those of an undisturbed run; a missing store is not retried."""
+    from mlrdist.io import stores, weights_store
+
+    monkeypatch.setattr(stores, "RETRY_DELAYS", (0.0, 0.0))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
+    faces = write_faces_store(str(tmp_path / "faces.zarr"), {"neutral": X, "smiling": X // 2})
+    fit_weights(faces, str(tmp_path / "calm.zarr"), receptive_field=3, tile=8, scheduler="synchronous")
+    real_write = weights_store.write_tile
+    failures = {"write": 2}
+
+    def flaky_write(*args, **kwargs):
+        if failures["write"]:
+            failures["write"] -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(weights_store, "write_tile", flaky_write)
+    fit_weights(faces, str(tmp_path / "flaky.zarr"), receptive_field=3, tile=8, scheduler="synchronous")
+    assert failures["write"] == 0
+    calm, flaky = load_weights(str(tmp_path / "calm.zarr")), load_weights(str(tmp_path / "flaky.zarr"))
+    np.testing.assert_array_equal(calm.coef_, flaky.coef_)
+    calls = {"n": 0}
+
+    def missing(*args, **kwargs):
+        calls["n"] += 1
+        raise FileNotFoundError("no such store")
+
+    monkeypatch.setattr(weights_store, "write_tile", missing)
+    with pytest.raises(FileNotFoundError):
+        fit_weights(faces, str(tmp_path / "gone.zarr"), receptive_field=3, tile=8, scheduler="synchronous")
+    assert calls["n"] == 1

@@ -14,7 +14,18 @@ from zarr.storage import FsspecStore, LocalStore
 
 from .location import Location
 
-__all__ = ["filesystem", "group_exists", "open_group", "open_store", "read_bytes", "write_bytes"]
+__all__ = [
+    "filesystem",
+    "group_exists",
+    "is_transient",
+    "open_group",
+    "open_store",
+    "read_bytes",
+    "retry_transient",
+    "write_bytes",
+]
+
+RETRY_DELAYS = (0.5, 2.0, 8.0)  # seconds between attempts after a transient storage error
 
 
 def _location(where: str | Location, storage_options: dict | None = None) -> Location:
@@ -72,3 +83,30 @@ def write_bytes(where: str | Location, data: bytes, storage_options: dict | None
 
     fs, path = filesystem(where, storage_options)
     write_atomic(fs, path, data)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error may pass on a second try (a dropped connection, a timeout, a
+    throttled request), as opposed to a missing object or a refused permission."""
+    return isinstance(exc, OSError | TimeoutError) and not isinstance(
+        exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError)
+
+
+def retry_transient(fn, *args, delays: tuple[float, ...] | None = None, what: str = "storage operation", **kwargs):
+    """``fn(*args, **kwargs)``, tried again after each of ``delays`` seconds (default
+    :data:`RETRY_DELAYS`) when it fails with a transient storage error (see
+    :func:`is_transient`); other errors are raised at once."""
+    import logging
+    import time
+
+    delays = RETRY_DELAYS if delays is None else delays
+    for attempt, delay in enumerate((*delays, None)):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if delay is None or not is_transient(exc):
+                raise
+            logging.getLogger(__name__).warning("%s failed (%s: %s); retrying in %.1f s (attempt %d of %d)",
+                                                what, type(exc).__name__, exc, delay, attempt + 2, len(delays) + 1)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
