@@ -3,7 +3,8 @@
 Used by the Dockerfile to install the third-party dependencies in their own layer, before
 the project's source is copied, so that editing the code does not re-download NumPy, SciPy,
 Prefect and friends on every image build. Self-references such as ``all =
-["mlrdist[images,s3]"]`` are expanded; the project itself is never printed.
+["mlrdist[distributed,s3,flows,server]"]`` are expanded; the project itself is never printed.
+``[dependency-groups]`` (test, lint, docs, ...) are development tools and are not read.
 
     python pyproject_requirements.py pyproject.toml all > requirements.txt
 """
