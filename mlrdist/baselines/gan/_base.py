@@ -112,7 +112,8 @@ class GANRegressor(ImageRegressor):
     Attributes (after fit)
     ----------------------
     generators_ : dict of str -> parameter tree
-        Trained generator parameters (NumPy float32) per model.
+        Trained generator parameters (float32) per model: one per target (named by
+        ``str(target)``) or one named ``"all"``.
     history_ : dict of str -> dict of str -> list of float
         Per model, per epoch: mean training losses, ``seconds`` and, when
         ``validation_fraction > 0``, ``val_l1`` (mean absolute error on ``[0, 1]`` images of
@@ -275,13 +276,13 @@ class GANRegressor(ImageRegressor):
 
     def _model_of(self, t: int) -> tuple[str, int]:
         """(model name, index among that model's targets) of target ``t``."""
-        return (_ALL, t) if self._single_model else (self.targets_[t], 0)
+        return (_ALL, t) if self._single_model else (str(self.targets_[t]), 0)
 
     def _models(self) -> list[tuple[str, tuple[int, ...]]]:
         """(model name, target indices) of the models to train."""
         if self._single_model:
             return [(_ALL, tuple(range(len(self.targets_))))]
-        return [(name, (t,)) for t, name in enumerate(self.targets_)]
+        return [(str(name), (t,)) for t, name in enumerate(self.targets_)]
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str, storage_options: dict | None = None) -> None:
