@@ -18,6 +18,11 @@ b  Out-of-dataset: every method fitted on all London pairs (grayscale), applied 
    and ``animals/`` photos of the London set (application grids, no targets).
 c  Data size: MR and Pix2Pix trained on 10, 25, 50, ... pairs and tested on the same
    held-out subjects; Pix2Pix gets the same number of optimiser steps at every size.
+v  Convergence check for a: each GAN of ``--gans`` trained on fold 1 of a for
+   ``--long-epochs`` epochs, its validation L1 per epoch against the last value a reached
+   (read from ``OUT/a/gans.json``). The learning rate decays to 0 over the second half of
+   any run, which flattens every curve at its end, so a's own "levelled off" flag alone
+   does not show that more epochs would not help; this run does.
 
 Resources per method: fit seconds, parameters (generator only for the GANs), and the peak
 resident memory above the level before the fit (sampled every 20 ms; it includes JAX's
@@ -381,9 +386,34 @@ def experiment_c(args, out: Path) -> dict:
     return report
 
 
+# -- experiment v ------------------------------------------------------------------------------
+def experiment_v(args, out: Path) -> dict:
+    t_start = time.perf_counter()
+    X, Y, subjects = load_london(args.faces, gray=False)
+    train = group_kfold(subjects, args.folds, args.seed)[0][0]
+    prev_path = out / "a" / "gans.json"
+    prev = json.loads(prev_path.read_text()) if prev_path.exists() else {}
+    report = {}
+    _log(out, f"\n## v: convergence on fold 1 of a, {args.long_epochs} epochs\n")
+    for name in args.gans:
+        est = make_gan(name, args, args.long_epochs, validation_fraction=args.val_fraction, progress=True)
+        est.fit(X[train], Y[train])
+        c = convergence(next(iter(est.history_.values())), "val_l1")
+        short = prev.get("epochs", {}).get(name)
+        short_last = prev.get("convergence", {}).get(name, [{}])[0].get("last")
+        curve = c["curve"]
+        at = {e: curve[e - 1] for e in (short, len(curve) // 4, len(curve) // 2, 3 * len(curve) // 4) if e}
+        report[name] = {**c, "short_epochs": short, "short_last": short_last, "at_epoch": at}
+        _log(out, f"- {name}: validation L1 {c['first']:.4f} -> {c['last']:.4f} after {args.long_epochs} epochs "
+                  f"(best {c['best']:.4f}); at epochs {at}; experiment a ended at {short_last} after {short} epochs")
+    _log(out, f"\nExperiment v took {(time.perf_counter() - t_start) / 60:.1f} min.")
+    (out / "v.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiments", nargs="+", choices="abc")
+    p.add_argument("experiments", nargs="+", choices="abcv")
     p.add_argument("--faces", required=True, help="ingested London faces.zarr (128 px colour)")
     p.add_argument("--data", default=os.environ.get("MLRDIST_DATA"),
                    help="folder with london-face-set/ and yale-faces/ (default $MLRDIST_DATA)")
@@ -406,13 +436,14 @@ def main(argv=None) -> int:
     p.add_argument("--train-sizes", type=int, nargs="+", default=[10, 25, 50, 100])
     p.add_argument("--test-subjects", type=int, default=20)
     p.add_argument("--grid-rows", type=int, default=6)
+    p.add_argument("--long-epochs", type=int, default=80, help="epochs of experiment v")
     args = p.parse_args(argv)
     args.width = {"pix2pix": args.width_pix2pix, "cyclegan": args.width_cyclegan, "stargan": args.width_stargan}
     if ("b" in args.experiments) and not args.data:
         p.error("experiment b needs --data or MLRDIST_DATA (Yale, wild and animal photos)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run = {"a": experiment_a, "b": experiment_b, "c": experiment_c}
+    run = {"a": experiment_a, "b": experiment_b, "c": experiment_c, "v": experiment_v}
     results = {}
     for e in args.experiments:
         results[e] = run[e](args, out)
