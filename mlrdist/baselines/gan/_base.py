@@ -107,7 +107,9 @@ class GANRegressor(ImageRegressor):
     ``_batches`` (index arrays of one epoch) and ``_generate`` (the generator of one
     target). Images are float32 in ``[-1, 1]`` inside; every random choice derives from
     ``seed`` (NumPy for batch order and validation split, JAX keys for initialisation and
-    dropout), so a seed gives bit-identical weights on the same machine and JAX version.
+    dropout), so a seed gives bit-identical weights on the same machine and JAX version
+    (on a GPU, set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` for the same guarantee;
+    nothing in the code is CPU-specific).
 
     Attributes (after fit)
     ----------------------
