@@ -27,12 +27,15 @@ from .scaling import scale_images, to_uint8
 from .select import clone, group_kfold
 
 __all__ = [
+    "GAN_METHODS",
     "METHOD_GRIDS",
     "EvaluationResult",
+    "FoldJob",
     "count_parameters",
     "default_methods",
     "evaluate",
     "evaluate_store",
+    "fit_fold",
     "load_pairs",
 ]
 
@@ -61,20 +64,32 @@ METHOD_GRIDS: dict[str, tuple[str, dict, dict]] = {
 }
 
 
+# the GAN baselines of the paper's comparison (the optional 'gan' extra): chosen by name only
+GAN_METHODS: dict[str, str] = {
+    "pix2pix": "mlrdist.baselines.gan:Pix2Pix",
+    "cyclegan": "mlrdist.baselines.gan:CycleGAN",
+    "stargan": "mlrdist.baselines.gan:StarGAN",
+}
+
+
 def default_methods(names: Sequence[str] | None = None, *, tune: bool = False, folds: int = 3,
-                    **common: Any) -> dict[str, Any]:
+                    gan_epochs: int | None = None, progress: bool = False, **common: Any) -> dict[str, Any]:
     """The paper's comparison: MR against l2, l1, l0, SVD-based and kernel regression.
 
     Parameters
     ----------
     names : sequence of str, optional
-        Keys of :data:`METHOD_GRIDS` (default: all).
+        Keys of :data:`METHOD_GRIDS` (default: all of them) or of :data:`GAN_METHODS`.
     tune : bool
         Wrap each method in :class:`~mlrdist.baselines.TunedRegressor` over its grid
         (nested cross-validation inside :func:`evaluate`); otherwise the fixed defaults
         (MR: the paper's ``k = 3, alpha = 0.4``).
     folds : int
         Inner folds when tuning.
+    gan_epochs : int, optional
+        Training epochs of the GAN methods (default: each class's own).
+    progress : bool
+        GAN methods show a progress bar over their epochs.
     **common
         Parameters given to every method (e.g. ``scaling="minmax"``).
     """
@@ -83,16 +98,32 @@ def default_methods(names: Sequence[str] | None = None, *, tune: bool = False, f
     from .select import TunedRegressor
 
     names = list(METHOD_GRIDS) if names is None else list(names)
-    unknown = sorted(set(names) - set(METHOD_GRIDS))
+    unknown = sorted(set(names) - set(METHOD_GRIDS) - set(GAN_METHODS))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHOD_GRIDS)}")
+        raise ValueError(f"unknown methods {unknown}; choose from {[*METHOD_GRIDS, *GAN_METHODS]}")
     out = {}
     for name in names:
+        if name in GAN_METHODS:
+            out[name] = _gan(name, gan_epochs, progress, common)
+            continue
         path, params, grid = METHOD_GRIDS[name]
         module, cls = path.split(":")
         est = getattr(import_module(module), cls)(**params, **common)
         out[name] = TunedRegressor(est, grid, folds) if tune else est
     return out
+
+
+def _gan(name: str, epochs: int | None, progress: bool, common: dict) -> Any:
+    from importlib import import_module
+
+    module, cls = GAN_METHODS[name].split(":")
+    try:
+        klass = getattr(import_module(module), cls)
+    except ImportError as exc:
+        raise ValueError(f"method {name!r}: {exc}") from None
+    settings = {"progress": progress, **({"epochs": epochs} if epochs is not None else {}),
+                **{k: v for k, v in common.items() if k == "scaling"}}
+    return klass(**settings)
 
 
 # -- results -----------------------------------------------------------------------------
@@ -155,6 +186,36 @@ def _as_dict(pred: Any, targets: Sequence[str]) -> dict[str, np.ndarray]:
     return {targets[0]: check_stack(pred, "prediction")}
 
 
+class _PeakRSS:
+    """The process's resident set above its level at entry, sampled every 20 ms in a thread
+    (what tracemalloc misses: JAX's and BLAS's own allocations)."""
+
+    def __enter__(self) -> _PeakRSS:
+        import threading
+
+        import psutil
+
+        self._proc = psutil.Process()
+        self.base = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def grown(self) -> int:
+        return self.peak - self.base
+
+
 def _run_fold(est: Any, X: np.ndarray, Y: dict, train: np.ndarray, test: np.ndarray):
     """Fit + predict one fold; returns predictions (dict of 4-D) and resources."""
     was = tracemalloc.is_tracing()
@@ -162,15 +223,16 @@ def _run_fold(est: Any, X: np.ndarray, Y: dict, train: np.ndarray, test: np.ndar
         tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
-    t0 = time.perf_counter()
-    est.fit(X[train], {t: y[train] for t, y in Y.items()})
-    t1 = time.perf_counter()
-    pred = _as_dict(est.predict(X[test]), list(Y))
-    t2 = time.perf_counter()
+    with _PeakRSS() as rss:
+        t0 = time.perf_counter()
+        est.fit(X[train], {t: y[train] for t, y in Y.items()})
+        t1 = time.perf_counter()
+        pred = _as_dict(est.predict(X[test]), list(Y))
+        t2 = time.perf_counter()
     peak = tracemalloc.get_traced_memory()[1] - base
     if not was:
         tracemalloc.stop()
-    return pred, {"fit_seconds": t1 - t0, "predict_seconds": t2 - t1, "peak_memory_bytes": peak}
+    return pred, {"fit_seconds": t1 - t0, "predict_seconds": t2 - t1, "peak_memory_bytes": max(peak, rss.grown)}
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -186,9 +248,12 @@ def _grid_subjects(subjects: Sequence[str], n: int) -> list[str]:
 
 def evaluate(
     methods: Mapping[str, Any], X: Any, Y: Any, subjects: Sequence[str], *, folds: int = 5, seed: int = 0,
-    out_dir: str | Path | None = None, grid_rows: int = 6, progress: bool = False,
+    out_dir: str | Path | None = None, grid_rows: int = 6, progress: bool = False, client: Any = None,
+    scheduler: str | None = "synchronous",
 ) -> EvaluationResult:
     """Compare methods by subject-disjoint K-fold cross-validation.
+
+    Each (method, fold) is one Dask task, so a cluster fits them in parallel.
 
     Parameters
     ----------
@@ -203,17 +268,22 @@ def evaluate(
     folds, seed : int
         Number of folds and the shuffling of subjects.
     out_dir : path, optional
-        Where to write figures and the report (:func:`write_report`).
+        Where to write figures and the report (:func:`mlrdist.report.write_report`).
     grid_rows : int
         Test subjects shown in the comparison grids.
     progress : bool
-        Print one line per method and fold.
+        Print one line per method and fold as they finish.
+    client, scheduler :
+        Where the folds run (see :mod:`mlrdist.execution`); default: in this process, one
+        after the other.
 
     Returns
     -------
     EvaluationResult
         A method that raises (e.g. refuses the image size) is recorded in ``errors``.
     """
+    from .execution import open_executor
+
     X = check_stack(np.asarray(X), "X")
     Y = dict(Y) if isinstance(Y, Mapping) else {"target": np.asarray(Y)}
     Y = {t: check_stack(np.asarray(y), t) for t, y in Y.items()}
@@ -223,17 +293,22 @@ def evaluate(
     splits = group_kfold(subjects, folds, seed)
     shown = _grid_subjects(subjects, grid_rows)
     shown_idx = [subjects.index(s) for s in shown]
-    per: dict[str, Any] = {}
-    grids: dict[str, dict[str, np.ndarray]] = {}
-    fitted: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name, template in methods.items():
-        try:
-            per[name], grids[name], fitted[name] = _evaluate_method(name, template, X, Y, splits, shown_idx, progress)
-        except (ValueError, MemoryError) as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
+    jobs = [FoldJob(name, template, X, Y, train, test, shown_idx, f == len(splits) - 1)
+            for name, template in methods.items() for f, (train, test) in enumerate(splits)]
+    done: dict[str, list[dict]] = {name: [] for name in methods}
+    with open_executor(client, scheduler) as ex:
+        for i, out in ex.imap(fit_fold, jobs, key=f"mlrdist-evaluate-{seed}", retries=0, progress=False):
+            done[jobs[i].name].append(out)
             if progress:
-                print(f"  {name}: skipped ({errors[name]})", flush=True)
+                print(f"  {jobs[i].name} fold {len(done[jobs[i].name])}/{len(splits)}: {out.get('line', '')}",
+                      flush=True)
+    per, grids, fitted, errors = {}, {}, {}, {}
+    for name, outs in done.items():
+        failure = next((o["error"] for o in outs if "error" in o), None)
+        if failure:
+            errors[name] = failure
+            continue
+        per[name], grids[name], fitted[name] = _combine(outs, list(Y), len(shown_idx), X.shape[1:])
     result = EvaluationResult(
         methods=list(methods), targets=list(Y),
         metrics={m: p["metrics"] for m, p in per.items()},
@@ -243,7 +318,8 @@ def evaluate(
               "n_folds": folds, "seed": seed, "grid_subjects": shown,
               "params": {m: _jsonable(e.get_params()) for m, e in methods.items()},
               "models": {m: repr(e) for m, e in methods.items()},
-              "memory": "peak tracemalloc heap during fit+predict (NumPy buffers; not BLAS-internal)"},
+              "memory": "peak during fit+predict: the traced heap (NumPy buffers) and the process's resident "
+                        "set above its level at the start (JAX, BLAS)"},
         errors=errors,
     )
     if out_dir is not None:
@@ -258,41 +334,62 @@ def _jsonable(params: dict) -> dict:
     return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in params.items()}
 
 
-def _evaluate_method(name, template, X, Y, splits, shown_idx, progress):
-    scores = {t: {k: [] for k in METRICS} for t in Y}
-    res: dict[str, list] = {"fit_seconds": [], "predict_seconds": [], "peak_memory_bytes": []}
-    chosen = []
-    grid = {t: np.zeros((len(shown_idx), *X.shape[1:]), dtype=np.uint8) for t in Y}
-    est = None
-    for f, (train, test) in enumerate(splits):
-        est = clone(template)
-        pred, r = _run_fold(est, X, Y, train, test)
-        truth = _scaled_targets(Y, test, est.scaling)
-        for t in Y:
-            for k in METRICS:
-                scores[t][k].append(float(np.mean(score(k, pred[t], truth[t]))))
-            for row, i in enumerate(shown_idx):
-                hit = np.flatnonzero(test == i)
-                if hit.size:
-                    grid[t][row] = to_uint8(np.clip(pred[t][hit[0]], 0, 1))
-        for key, v in r.items():
-            res[key].append(v)
-        if hasattr(est, "best_params_"):
-            chosen.append(_jsonable(est.best_params_))
-        if progress:
-            t0 = next(iter(Y))
-            print(f"  {name} fold {f + 1}/{len(splits)}: mse {scores[t0]['mse'][-1]:.5f} "
-                  f"fit {r['fit_seconds']:.1f}s", flush=True)
+@dataclass
+class FoldJob:
+    """One method on one fold: what a task needs."""
+
+    name: str
+    template: Any
+    X: np.ndarray
+    Y: dict[str, np.ndarray]
+    train: np.ndarray
+    test: np.ndarray
+    shown_idx: list[int]
+    keep_estimator: bool
+
+
+def fit_fold(job: FoldJob) -> dict:
+    """Fit, predict and score one fold (a task); ``{"error": ...}`` when the method refuses."""
+    est = clone(job.template)
+    try:
+        pred, res = _run_fold(est, job.X, job.Y, job.train, job.test)
+    except (ValueError, MemoryError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    truth = _scaled_targets(job.Y, job.test, est.scaling)
+    scores = {t: {k: float(np.mean(score(k, pred[t], truth[t]))) for k in METRICS} for t in job.Y}
+    rows = {t: {row: to_uint8(np.clip(pred[t][hit[0]], 0, 1))
+                for row, i in enumerate(job.shown_idx) if (hit := np.flatnonzero(job.test == i)).size}
+            for t in job.Y}
+    first = next(iter(job.Y))
+    out = {"scores": scores, "rows": rows, "resources": res, "n_parameters": count_parameters(est),
+           "line": f"mse {scores[first]['mse']:.5f} fit {res['fit_seconds']:.1f}s"}
+    if hasattr(est, "best_params_"):
+        out["chosen"] = _jsonable(est.best_params_)
+    if job.keep_estimator:
+        fitted = getattr(est, "best_estimator_", est)
+        out["estimator"] = fitted if type(fitted).__name__ == "MaskedRidge" else None
+    return out
+
+
+def _combine(outs: list[dict], targets: list[str], n_rows: int, shape) -> tuple[dict, dict, Any]:
+    """The folds of one method: metrics (mean, std, per fold), resources, grid rows."""
+    metrics = {t: {k: _summary([o["scores"][t][k] for o in outs]) for k in METRICS} for t in targets}
+    grid = {t: np.zeros((n_rows, *shape), dtype=np.uint8) for t in targets}
+    for o in outs:
+        for t in targets:
+            for row, img in o["rows"][t].items():
+                grid[t][row] = img
     resources = {
-        "n_parameters": count_parameters(est),
-        "fit_seconds": float(np.mean(res["fit_seconds"])),
-        "predict_seconds": float(np.mean(res["predict_seconds"])),
-        "peak_memory_bytes": int(max(res["peak_memory_bytes"])),
+        "n_parameters": outs[-1]["n_parameters"],
+        "fit_seconds": float(np.mean([o["resources"]["fit_seconds"] for o in outs])),
+        "predict_seconds": float(np.mean([o["resources"]["predict_seconds"] for o in outs])),
+        "peak_memory_bytes": int(max(o["resources"]["peak_memory_bytes"] for o in outs)),
     }
+    chosen = [o["chosen"] for o in outs if "chosen" in o]
     if chosen:
         resources["chosen_params"] = chosen
-    metrics = {t: {k: _summary(v) for k, v in scores[t].items()} for t in Y}
-    return {"metrics": metrics, "resources": resources}, grid, getattr(est, "best_estimator_", est)
+    fitted = next((o.get("estimator") for o in outs if o.get("estimator") is not None), None)
+    return {"metrics": metrics, "resources": resources}, grid, fitted
 
 
 def load_pairs(faces: str | None = None, source: str = "neutral", targets: Sequence[str] = ("smiling",), *,
@@ -316,12 +413,15 @@ def evaluate_store(faces: str | None, out_dir: str | Path, methods: Sequence[str
                    source: str = "neutral", targets: Sequence[str] = ("smiling",), folds: int = 5,
                    seed: int = 0, tune: bool = False, scaling: str = "unit", size: int | None = None,
                    gray: bool = False, max_subjects: int | None = None, storage_options: dict | None = None,
-                   progress: bool = False) -> EvaluationResult:
+                   gan_epochs: int | None = None, progress: bool = False, client: Any = None,
+                   scheduler: str | None = "synchronous") -> EvaluationResult:
     """:func:`evaluate` the methods named in ``methods`` (default all of
-    :data:`METHOD_GRIDS`) on the pairs of ``faces`` and write the report to ``out_dir``."""
-    estimators = default_methods(methods, tune=tune, scaling=scaling)
+    :data:`METHOD_GRIDS`; the GANs of :data:`GAN_METHODS` by name) on the pairs of ``faces``
+    and write the report to ``out_dir``; the folds run where ``client``/``scheduler`` say."""
+    estimators = default_methods(methods, tune=tune, scaling=scaling, gan_epochs=gan_epochs, progress=progress)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds must be an integer of at least 2, got {folds!r}")
     X, Y, subjects = load_pairs(faces, source, targets, gray=gray, size=size, storage_options=storage_options,
                                 max_subjects=max_subjects)
-    return evaluate(estimators, X, Y, list(subjects), folds=folds, seed=seed, out_dir=out_dir, progress=progress)
+    return evaluate(estimators, X, Y, list(subjects), folds=folds, seed=seed, out_dir=out_dir, progress=progress,
+                    client=client, scheduler=scheduler)

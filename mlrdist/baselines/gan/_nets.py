@@ -66,9 +66,17 @@ def _up(x: jnp.ndarray, features: int, kernel: int) -> jnp.ndarray:
     convolution on CPU.
     """
     b, h, w, _ = x.shape
-    y = nn.Conv(4 * features, (kernel, kernel), padding="SAME")(x)
+    y = nn.Conv(4 * features, (kernel, kernel), padding="SAME", kernel_init=_icnr)(x)
     y = y.reshape(b, h, w, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, 2 * h, 2 * w, features)
+
+
+def _icnr(key, shape, dtype=jnp.float32) -> jnp.ndarray:
+    """ICNR initialisation (Aitken et al. 2017) of a sub-pixel convolution: the four output
+    phases start with the same weights, so the layer starts as a nearest-neighbour upsampling
+    of one convolution, without the checkerboard a random start leaves in the images."""
+    base = nn.initializers.lecun_normal()(key, (*shape[:-1], shape[-1] // 4), dtype)
+    return jnp.tile(base, (1,) * (len(shape) - 1) + (4,))
 
 
 def _reflect(x: jnp.ndarray, pad: int) -> jnp.ndarray:
