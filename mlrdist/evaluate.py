@@ -295,13 +295,15 @@ def evaluate(
     shown_idx = [subjects.index(s) for s in shown]
     jobs = [FoldJob(name, template, X, Y, train, test, shown_idx, f == len(splits) - 1)
             for name, template in methods.items() for f, (train, test) in enumerate(splits)]
-    done: dict[str, list[dict]] = {name: [] for name in methods}
+    finished: dict[int, dict] = {}
     with open_executor(client, scheduler) as ex:
         for i, out in ex.imap(fit_fold, jobs, key=f"mlrdist-evaluate-{seed}", retries=0, progress=False):
-            done[jobs[i].name].append(out)
+            finished[i] = out
             if progress:
-                print(f"  {jobs[i].name} fold {len(done[jobs[i].name])}/{len(splits)}: {out.get('line', '')}",
-                      flush=True)
+                n_done = sum(jobs[j].name == jobs[i].name for j in finished)
+                print(f"  {jobs[i].name} fold {n_done}/{len(splits)}: {out.get('line', '')}", flush=True)
+    # tasks finish in any order; the folds of a method are combined in fold order
+    done = {name: [finished[i] for i, job in enumerate(jobs) if job.name == name] for name in methods}
     per, grids, fitted, errors = {}, {}, {}, {}
     for name, outs in done.items():
         failure = next((o["error"] for o in outs if "error" in o), None)

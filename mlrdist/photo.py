@@ -231,9 +231,22 @@ def _aligned(photo: np.ndarray, eyes: np.ndarray, spec: AlignSpec, model_channel
 
 
 def _predict_unit(model, stack: np.ndarray) -> dict[str, np.ndarray]:
-    """Predictions for uint8 faces, in [0, 1] units whatever the model's own scaling."""
+    """Predictions for uint8 faces in [0, 1] units, computed exactly (the same bytes for a
+    face in any batch, on any worker: :mod:`mlrdist.kernels.exact`) when the model scales
+    by a constant (``unit``, ``none``); a ``minmax`` model scales each face by its own range."""
+    from .kernels.exact import apply_exact, quantize
     from .scaling import scaling_params
 
+    if model.scaling in ("unit", "none"):
+        ew = getattr(model, "_exact", None)
+        if ew is None:
+            span = 255.0 if model.scaling == "unit" else 1.0
+            ew = model._exact = quantize(model.coef_, model.intercept_, model.colour, span=span)
+        P = apply_exact(stack, ew)
+        if model.scaling == "none":
+            P /= 255.0
+        np.clip(P, 0.0, 1.0, out=P)
+        return {t: P[i] for i, t in enumerate(model.targets_)}
     lo, span = scaling_params(stack, model.scaling)
     shape = (-1,) + (1,) * (stack.ndim - 1)
     return {t: (np.asarray(p, dtype=np.float64) * span.reshape(shape) + lo.reshape(shape)) / 255.0
@@ -306,13 +319,14 @@ def synthesize_photos(model, photos: list[np.ndarray], faces: list[list[FacePlan
 def change_faces(model, images: np.ndarray, detail: str, strength: float) -> dict[str, np.ndarray]:
     """Aligned uint8 faces ``(n, H, W, C)`` -> ``{target: uint8 (n, H, W, C)}``: the
     prediction itself (``detail="none"``, strength 1: the paper's output), or the input plus
-    the strength-scaled change, low-passed when ``detail="keep"``."""
+    the strength-scaled change, low-passed when ``detail="keep"``. Each face's bytes depend
+    on that face only, not on its batch."""
     from .scaling import to_uint8
 
-    if detail == "none" and strength == 1.0:
-        return {t: to_uint8(p) for t, p in model.predict(images).items()}
-    X = images.astype(np.float64) / 255.0
     preds = _predict_unit(model, images)
+    if detail == "none" and strength == 1.0:
+        return {t: to_uint8(p) for t, p in preds.items()}
+    X = images.astype(np.float64) / 255.0
     if detail == "keep":
         sigma = detail_sigma(spec_from_weights(model))
         return {t: to_uint8(np.clip(keep_detail(X, p, sigma, strength), 0, 1)) for t, p in preds.items()}

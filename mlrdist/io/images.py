@@ -159,8 +159,12 @@ def _encoding(img) -> dict:
             out[key] = img.info[key]
     exif = img.getexif()
     if len(exif):
-        exif[0x0112] = 1  # the pixels are made upright on decoding
-        out["exif"] = exif.tobytes()
+        from PIL import Image
+
+        upright = Image.Exif()  # a copy: the image's own EXIF must keep its orientation for exif_transpose
+        upright.load(exif.tobytes())
+        upright[0x0112] = 1  # the pixels are made upright on decoding
+        out["exif"] = upright.tobytes()
     if img.format == "JPEG" and getattr(img, "quantization", None):
         from PIL import JpegImagePlugin
 
