@@ -26,7 +26,7 @@ from .io.faces_store import COORDS, FacesWriter, Rows
 from .io.images import ImageDecodeError, decode_image, fit_resize, to_array
 from .io.location import Location
 from .io.sources import IMAGE_SUFFIXES, Listing, SourceFile, list_sources, read_batch
-from .io.stores import read_bytes
+from .io.stores import check_readable, check_writable, read_bytes
 from .labels import label_rule
 from .report import check_failures, format_rate
 
@@ -428,6 +428,8 @@ def ingest_images(
     cfg = build_config(IngestConfig, config, **settings)
     src = Location.resolve(source, storage_options)
     dst = Location.resolve(dest, dest_storage_options, storage_options)
+    check_readable(src, "source")  # a wrong endpoint, key or bucket fails here, before any decoding
+    check_writable(dst, "faces store")
     spec = AlignSpec(size=cfg.size)
     rule = label_rule(cfg.labels, lambda url: read_bytes(url, src.storage_options))
     report = IngestReport(source=src.url, dest=dst.url)

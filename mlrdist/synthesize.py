@@ -32,7 +32,7 @@ from .config import SynthesisConfig, build_config
 from .execution import open_executor
 from .io.faces_store import open_faces
 from .io.location import Location
-from .io.stores import open_group, open_store
+from .io.stores import check_readable, check_writable, open_group, open_store
 from .io.weights_store import StoredMaskedRidge, cached_model, load_weights
 from .photo import change_faces
 from .report import SynthesisReport
@@ -97,6 +97,9 @@ def synthesize(
     src = Location.resolve(inputs, storage_options)
     w_at = Location.resolve(weights, weights_storage_options, storage_options)
     o_at = Location.resolve(outputs, outputs_storage_options, storage_options)
+    check_readable(w_at, "weights store")  # a wrong endpoint, key or bucket fails here, before any decoding
+    check_readable(src, "inputs")
+    check_writable(o_at, "outputs")
     model = load_weights(w_at, check_finite=True)
     group = open_group(src, "r")
     if group is not None:

@@ -26,7 +26,7 @@ from .execution import open_executor
 from .io import weights_store
 from .io.faces_store import open_faces
 from .io.location import Location
-from .io.stores import open_store, retry_transient
+from .io.stores import check_readable, check_writable, open_store, retry_transient
 from .labels import Pairs, pair_indices
 from .scaling import apply_scaling
 from .tiles import Tile, TilePlan, plan_tiles
@@ -169,6 +169,8 @@ def fit_weights(
     cfg = build_config(TrainConfig, config, **settings)
     faces_at = Location.resolve(faces, storage_options)
     weights_at = Location.resolve(weights, weights_storage_options, storage_options)
+    check_readable(faces_at, "faces store")  # a wrong endpoint, key or bucket fails here, before any work
+    check_writable(weights_at, "weights store")
     ds = _open_training_faces(faces_at)
     pairs = pair_indices(ds["subject"].values, ds["expression"].values, cfg.source, cfg.targets)
     if subjects is not None:

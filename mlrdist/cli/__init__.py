@@ -6,8 +6,9 @@ Each sub-command is a module of this package with ``HELP``, ``add_arguments(pars
 
 Exit status: 0 when everything was done; 3 when the run completed but skipped some inputs
 (bad or unlabelled files, listed with their reasons); 2 on an error that stopped it (a bad
-parameter or a missing source, in one line naming what to change); 1 is Python's own status
-for an unexpected exception (with its traceback).
+parameter, a missing source, an unreachable object store, refused credentials or a missing
+bucket, in one line naming what to change); 1 is Python's own status for an unexpected
+exception (with its traceback).
 """
 
 from __future__ import annotations
@@ -58,9 +59,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"mlrdist {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = _stopping_error(exc)
+        if message is None:
+            raise
+        print(f"mlrdist {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _stopping_error(exc: Exception) -> str | None:
+    """The one line for an error that stops a run (exit status 2), or None for a crash."""
+    from mlrdist.io.stores import describe_storage_error
+
+    message = describe_storage_error(exc)
+    if message is None and isinstance(exc, ValueError | FileNotFoundError | PermissionError):
+        message = str(exc)
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,11 @@
 Local paths (and ``file://``) open as Zarr ``LocalStore``; every other URL through fsspec
 (``s3://``, ``memory://``, ...), with the location's storage options. Options given with a
 local path are ignored, so one set of options can serve a whole run.
+
+Stages check their object-store locations first (:func:`check_readable`,
+:func:`check_writable`: one LIST request each), so that a wrong endpoint, refused
+credentials or a missing bucket stop a run before any input is decoded, as a
+:class:`StorageError` naming the location and what to check (:func:`describe_storage_error`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from zarr.storage import FsspecStore, LocalStore
 from .location import Location
 
 __all__ = [
+    "StorageAccessError",
+    "StorageError",
+    "StorageNotFoundError",
+    "check_readable",
+    "check_writable",
+    "describe_storage_error",
     "filesystem",
     "group_exists",
     "is_transient",
@@ -87,9 +98,15 @@ def write_bytes(where: str | Location, data: bytes, storage_options: dict | None
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a storage error may pass on a second try (a dropped connection, a timeout, a
-    throttled request), as opposed to a missing object or a refused permission."""
-    return isinstance(exc, OSError | TimeoutError) and not isinstance(
-        exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError)
+    throttled request), as opposed to a missing object or bucket or a refused permission."""
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+                  | FileExistsError):
+        return False
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    # botocore's connection errors (EndpointConnectionError ...) are no OSError
+    return any(cls.__module__ == "botocore.exceptions" and cls.__name__ in ("ConnectionError", "HTTPClientError")
+               for cls in type(exc).__mro__)
 
 
 def retry_transient(fn, *args, delays: tuple[float, ...] | None = None, what: str = "storage operation", **kwargs):
@@ -110,3 +127,132 @@ def retry_transient(fn, *args, delays: tuple[float, ...] | None = None, what: st
                                                 what, type(exc).__name__, exc, delay, attempt + 2, len(delays) + 1)
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------- storage errors
+
+
+class StorageError(OSError):
+    """A storage location that cannot be used, in one line naming it and what to check."""
+
+
+class StorageAccessError(StorageError, PermissionError):
+    """The object store refused the credentials or the request."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """The bucket does not exist."""
+
+
+_DENIED = {"AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
+           "ExpiredToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity",
+           "RequestTimeTooSkewed"}
+_CREDENTIALS = ("check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or -S key=... -S secret=...) "
+                "and the endpoint (-S endpoint_url=...)")
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and all(exc is not e for e in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    return (response.get("Error") or {}).get("Code") if isinstance(response, dict) else None
+
+
+def _endpoint(options: dict | None) -> str:
+    import os
+
+    options = options or {}
+    return (options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3")
+
+
+def _classify(exc: BaseException) -> tuple[str, str] | None:
+    """``(kind, detail)`` of an object store's error (kind ``denied``, ``no-bucket``, ``unreachable``), else None."""
+    import socket
+
+    chain = _chain(exc)
+    if not any(type(e).__module__.split(".")[0] in ("botocore", "aiobotocore", "aiohttp", "s3fs") for e in chain):
+        return None  # not an object store's error (a Dask connection, a local file)
+    for e in chain:
+        code = _error_code(e)
+        if type(e).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            return "denied", "none"
+        if code in _DENIED:
+            return "denied", code
+        if code == "NoSuchBucket" or "specified bucket does not exist" in str(e):
+            return "no-bucket", "NoSuchBucket"
+    errors = [getattr(e, "os_error", None) for e in chain] + chain  # aiohttp keeps the OSError aside
+    if any(isinstance(e, ConnectionRefusedError) for e in errors):
+        return "unreachable", "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in errors):
+        return "unreachable", "host not found"
+    if any(isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower() for e in errors):
+        return "unreachable", "timed out"
+    if any(type(e).__module__.startswith(("botocore", "aiohttp")) and "Connect" in type(e).__name__
+           for e in chain):
+        return "unreachable", "cannot connect"
+    return None
+
+
+def describe_storage_error(exc: BaseException, url: str | None = None, storage_options: dict | None = None, *,
+                           what: str = "", bucket: str | None = None) -> str | None:
+    """One line naming the location (``what`` and ``url``), the cause and what to check, for an
+    error of an object store (unreachable endpoint, refused credentials, missing bucket);
+    None for any other error. ``bucket``: the error answers a request about this bucket, so a
+    plain "not found" means that the bucket does not exist."""
+    if isinstance(exc, StorageError):
+        return str(exc)
+    kind = _classify(exc)
+    if kind is None and bucket is not None and isinstance(exc, FileNotFoundError):
+        kind = ("no-bucket", "NoSuchBucket")
+    if kind is None:
+        return None
+    endpoint = _endpoint(storage_options)
+    where = " ".join(p for p in (what, url) if p) or "storage"
+    if kind[0] == "unreachable":
+        return (f"{where}: cannot reach the storage endpoint {endpoint} ({kind[1]}): check -S endpoint_url=... "
+                "(or AWS_ENDPOINT_URL) and that the server is running and reachable")
+    if kind == ("denied", "none"):
+        return (f"{where}: no credentials found for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or -S key=... -S secret=... (-S anon=true for a public bucket)")
+    if kind[0] == "denied":
+        return f"{where}: access denied by {endpoint} ({kind[1]}): {_CREDENTIALS}"
+    named = f"bucket {bucket!r}" if bucket else "the bucket"
+    return (f"{where}: {named} does not exist at {endpoint}: create it, or check the URL and the endpoint "
+            "(-S endpoint_url=...)")
+
+
+def _check(where: str | Location, what: str) -> None:
+    loc = _location(where)
+    if not loc.url.startswith(("s3://", "s3a://")):
+        return  # local paths as they are; other file systems have no cheap check here
+    fs, path = filesystem(loc)
+    bucket = path.split("/", 1)[0]
+    try:
+        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+    except Exception as exc:
+        message = describe_storage_error(exc, loc.url, loc.storage_options, what=what, bucket=bucket)
+        if message is None:
+            raise
+        kind = _classify(exc)
+        cls = (StorageError if kind and kind[0] == "unreachable"
+               else StorageAccessError if kind and kind[0] == "denied" else StorageNotFoundError)
+        raise cls(message) from exc
+
+
+def check_readable(where: str | Location, what: str = "input") -> None:
+    """Raise a :class:`StorageError` naming ``where`` when its object store cannot be reached,
+    refuses the credentials, or has no such bucket (one LIST request; local paths: nothing)."""
+    _check(where, what)
+
+
+def check_writable(where: str | Location, what: str = "output") -> None:
+    """As :func:`check_readable`, for a destination: nothing is created; a local folder that does
+    not exist yet is fine."""
+    _check(where, what)
