@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ __all__ = [
     "WORKER_ENV",
     "Executor",
     "blas_limits",
+    "close_cluster",
     "local_cluster",
     "open_executor",
     "thread_map",
@@ -45,6 +47,7 @@ LOCAL_SCHEDULERS = ("synchronous", "threads", "processes")
 # image decoding and synthesis (measured). A 32 MiB top pad restores it; set the same variable
 # in the workers' environment on your own clusters (infra/ does).
 WORKER_ENV = {"MALLOC_TOP_PAD_": str(32 << 20)}
+CLOSE_TIMEOUT = 30.0  # seconds a worker process may take to shut down before it is killed
 
 
 @dataclass
@@ -122,6 +125,9 @@ class Executor:
         from tqdm import tqdm
 
         window = max_in_flight or max(8, 4 * self.n_workers)
+        # one token per call: a cluster may still run tasks of an interrupted run, and a task
+        # under the same key would be taken for theirs (their result, not this task's work)
+        key = f"{key}-{uuid.uuid4().hex[:8]}"
         if self.client is None:
             run = self._imap_local  # waves computed at once, yielded in input order
         else:
@@ -210,6 +216,22 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any):
         return LocalCluster(**{**options, **kwargs})
 
 
+def close_cluster(cluster: Any, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close a ``LocalCluster`` quietly: each worker process is given ``timeout`` seconds to
+    finish its own shutdown (Dask's default, 4 s, is short on a loaded machine and ends in
+    "Worker process still alive ..., killing"), then the scheduler is closed."""
+    import asyncio
+
+    async def close_workers() -> None:
+        await asyncio.gather(*(w.close(timeout=timeout) for w in list(cluster.workers.values())),
+                             return_exceptions=True)
+
+    try:
+        cluster.sync(close_workers)
+    finally:
+        cluster.close(timeout=2 * timeout)
+
+
 def worker_environ() -> dict:
     """Dask config putting ``WORKER_ENV`` into the environment of spawned worker processes."""
     return {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
@@ -236,9 +258,14 @@ def open_executor(client: Any = None, scheduler: str | None = None) -> Iterator[
         import dask
 
         # kept set while the cluster lives: a restarted worker is spawned with it too
-        with dask.config.set(worker_environ()), local_cluster() as cluster, Client(cluster) as cl:
-            log.info("Dask dashboard: %s", cl.dashboard_link)
-            yield Executor(client=cl, dashboard=cl.dashboard_link)
+        with dask.config.set(worker_environ()):
+            cluster = local_cluster()
+            try:
+                with Client(cluster) as cl:
+                    log.info("Dask dashboard: %s", cl.dashboard_link)
+                    yield Executor(client=cl, dashboard=cl.dashboard_link)
+            finally:
+                close_cluster(cluster)
         return
     if "://" not in scheduler:
         raise ValueError(

@@ -233,3 +233,21 @@ def write_faces_store(url: str, stacks: dict[str, np.ndarray], storage_options=N
     )
     ds.to_zarr(open_store(url, storage_options), mode="w", consolidated=False)
     return url
+
+
+# ----------------------------------------------------------------------------- Dask cluster
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A real cluster: ``dask scheduler`` and two ``dask worker --nworkers 1 --nthreads 1``
+    processes with nannies (a killed worker is restarted); stopped by PID at the end, also
+    when a test or the start fails. Yields a :class:`_cluster.DaskCluster`."""
+    pytest.importorskip("distributed")
+    from _cluster import DaskCluster
+
+    cluster = DaskCluster(tmp_path_factory.mktemp("dask-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

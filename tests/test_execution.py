@@ -1,11 +1,17 @@
 """Executor.map / imap: input order, streaming consumption of generators, on Dask's local
-schedulers and on a real distributed LocalCluster."""
+schedulers and on a real distributed LocalCluster; a CLI run on the embedded cluster ends
+without shutdown noise."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
+import numpy as np
 import pytest
+from conftest import REPO, write_faces_store
 
 from mlrdist.execution import Executor
 
@@ -66,3 +72,39 @@ def test_imap_reports_the_task_error(executor):
 
     with pytest.raises(ValueError, match="bad item 3"):
         list(executor.imap(boom, range(6), key="t-err", retries=0, max_in_flight=2))
+
+
+SHUTDOWN_NOISE = ("Worker process still alive", "Unclosed client session", "Unclosed connector",
+                  "Cannot close a running event loop", "Traceback")
+
+
+def _faces(url: str, storage_options=None) -> str:
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
+    return write_faces_store(url, {"neutral": X, "smiling": X // 2 + 60}, storage_options)
+
+
+def _quiet_cli(*args: str, env: dict | None = None) -> str:
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO)}
+    env.pop("MLRDIST_SCHEDULER", None)  # the embedded LocalCluster
+    run = subprocess.run([sys.executable, "-m", "mlrdist", *args], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [m for m in SHUTDOWN_NOISE if m in run.stderr] == [], run.stderr[-3000:]
+    return run.stderr
+
+
+def test_cli_on_the_embedded_cluster_ends_quietly(tmp_path):
+    faces = _faces(str(tmp_path / "faces.zarr"))
+    err = _quiet_cli("train", faces, str(tmp_path / "weights.zarr"), "--tile", "8")
+    assert "Dask dashboard" in err
+
+
+def test_cli_on_s3_ends_quietly(s3, tmp_path):
+    from mlrdist.train import fit_weights
+
+    fit_weights(_faces("s3://test/faces.zarr", s3), "s3://test/weights.zarr", tile=8, scheduler="synchronous",
+                storage_options=s3)
+    env = {"AWS_ENDPOINT_URL": s3["endpoint_url"], "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    _quiet_cli("synthesize", "s3://test/weights.zarr", "s3://test/faces.zarr", "s3://test/out.zarr", env=env)
