@@ -2,7 +2,7 @@
 
 Layout (an xarray Dataset, zarr 3, ``consolidated=False``)::
 
-    image       (sample, y, x, channel) uint8, chunks (<=256, <=128, <=128, C), zstd
+    image       (sample, y, x, channel) uint8, chunks (8..256 samples, <=128, <=128, C), zstd
     subject     (sample) str          expression (sample) str
     source      (sample) str, the original file's URL
     digest      (sample) str, sha256 of the original file's bytes (the key of idempotence)
@@ -76,11 +76,12 @@ def open_faces(where: str | Location, storage_options: dict | None = None):
     return ds
 
 
-def sample_chunk(shape: tuple[int, int], colour: str, budget: int = 32 << 20) -> int:
-    """Samples per chunk: up to 256, fewer for large images (about ``budget`` bytes of whole
-    images per chunk column), a power of two, at least 8."""
+def sample_chunk(shape: tuple[int, int], colour: str, budget: int = 1 << 20) -> int:
+    """Samples per chunk: about ``budget`` bytes per chunk of a spatial tile (at most
+    128 x 128 px), a power of two from 8 to 256. Small chunks keep the commit after every
+    batch cheap: a batch rewrites (and recompresses) only the chunks it touches."""
     H, W = shape
-    per = H * W * (3 if colour == "rgb" else 1)
+    per = min(H, 128) * min(W, 128) * (3 if colour == "rgb" else 1)
     return int(min(256, max(8, 2 ** int(math.log2(max(1, budget // per))))))
 
 
