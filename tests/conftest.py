@@ -129,8 +129,20 @@ def s3(s3_server, monkeypatch):
     options = {"endpoint_url": s3_server, "key": "testing", "secret": "testing"}
     fs = s3fs.S3FileSystem(**options)
     fs.mkdir("test")
-    s3fs.S3FileSystem.clear_instance_cache()
+    _forget_s3_filesystems()
     yield options
+    _forget_s3_filesystems()
+
+
+def _forget_s3_filesystems() -> None:
+    """Close the sessions of the cached s3fs file systems, then drop them (the next test's
+    server state is new); dropped without closing, each ends the run with "Unclosed client
+    session"."""
+    import s3fs
+
+    from mlrdist.io.stores import close_s3_sessions
+
+    close_s3_sessions()
     s3fs.S3FileSystem.clear_instance_cache()
 
 
@@ -191,6 +203,8 @@ def _wait_until_writable(options: dict, timeout: float = 30) -> None:
 
     import s3fs
 
+    from mlrdist.io.stores import close_s3_sessions
+
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
     deadline = time.monotonic() + timeout
     while True:
@@ -198,6 +212,7 @@ def _wait_until_writable(options: dict, timeout: float = 30) -> None:
             if not fs.exists("ready"):
                 fs.mkdir("ready")
             fs.pipe_file("ready/probe", b"ok")
+            close_s3_sessions([fs])
             return
         except OSError:
             if time.monotonic() > deadline:

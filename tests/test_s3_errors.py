@@ -25,6 +25,7 @@ from mlrdist.io.stores import (
     StorageNotFoundError,
     check_readable,
     check_writable,
+    close_s3_sessions,
     is_transient,
     retry_transient,
 )
@@ -73,6 +74,7 @@ def stores(seaweed):
     fs = s3fs.S3FileSystem(**seaweed, skip_instance_cache=True)
     if not fs.exists("data"):
         fs.mkdir("data")
+    close_s3_sessions([fs])
     X = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 1), dtype=np.uint8)
     faces = write_faces_store("s3://data/faces.zarr", {"neutral": X, "smiling": X // 2}, seaweed)
     fit_weights(faces, "s3://data/weights.zarr", receptive_field=3, scheduler="synchronous",
@@ -145,6 +147,7 @@ def test_ingest_train_synthesize_round_trip(seaweed, stores, capsys):
             fs.mkdir(bucket)
     fs.put(str(SAMPLE / "neutral"), "photos/sample/", recursive=True)
     fs.put(str(SAMPLE / "smiling"), "photos/sample/", recursive=True)
+    close_s3_sessions([fs])
     options = [*_options(seaweed), "--scheduler", "synchronous"]
     assert main(["ingest", "s3://photos/sample", "s3://trip/faces.zarr", "--labels", "sample", "--align", "none",
                  "--size", "32", *options]) == 0
@@ -178,7 +181,9 @@ def test_checks_pass_and_create_nothing(seaweed, stores, tmp_path):
 
     check_readable(Location.resolve(stores["faces"], seaweed))
     check_writable(Location.resolve("s3://data/new/outputs.zarr", seaweed))
-    assert not s3fs.S3FileSystem(**seaweed, skip_instance_cache=True).exists("data/new")
+    fs = s3fs.S3FileSystem(**seaweed, skip_instance_cache=True)
+    assert not fs.exists("data/new")
+    close_s3_sessions([fs])
     check_writable(tmp_path / "not" / "yet" / "outputs")  # a local folder to be created later
     assert not (tmp_path / "not").exists()
     with pytest.raises(StorageNotFoundError, match="bucket 'missing-bucket' does not exist"):

@@ -29,6 +29,7 @@ __all__ = [
     "check_readable",
     "check_writable",
     "close_filesystems",
+    "close_s3_sessions",
     "describe_storage_error",
     "filesystem",
     "group_exists",
@@ -262,6 +263,28 @@ def check_writable(where: str | Location, what: str = "output") -> None:
     _check(where, what)
 
 
+def close_s3_sessions(filesystems=None, timeout: float = 10.0) -> None:
+    """Close the HTTP sessions of ``s3fs`` file systems (default: every cached one); a closed
+    file system must not be used again, so drop it from the cache too
+    (``S3FileSystem.clear_instance_cache()``)."""
+    s3fs = sys.modules.get("s3fs")
+    if s3fs is None:
+        return
+    from fsspec.asyn import sync
+    from zarr.core.sync import sync as zarr_sync
+
+    for fs in list(s3fs.S3FileSystem._cache.values()) if filesystems is None else filesystems:
+        creator = getattr(fs, "_s3creator", None)
+        if creator is None:
+            continue
+        with contextlib.suppress(Exception):
+            if fs.asynchronous:  # opened by Zarr: its session lives on Zarr's loop
+                zarr_sync(creator.__aexit__(None, None, None), timeout=timeout)
+            elif fs.loop is not None and fs.loop.is_running():
+                sync(fs.loop, creator.__aexit__, None, None, None, timeout=timeout)
+            fs._s3creator = fs._s3 = None
+
+
 def close_filesystems(timeout: float = 10.0) -> None:
     """Close the HTTP sessions of every cached ``s3fs`` file system, then stop Zarr's I/O loop.
 
@@ -269,20 +292,7 @@ def close_filesystems(timeout: float = 10.0) -> None:
     clean-up: s3fs gives a session 0.1 s to close and Zarr its loop thread 0.2 s, which on a
     loaded machine ends in "Unclosed client session" and "Cannot close a running event loop".
     """
-    s3fs = sys.modules.get("s3fs")
-    if s3fs is not None:
-        from fsspec.asyn import sync
-        from zarr.core.sync import sync as zarr_sync
-
-        for fs in list(s3fs.S3FileSystem._cache.values()):
-            creator = getattr(fs, "_s3creator", None)
-            if creator is None:
-                continue
-            with contextlib.suppress(Exception):
-                if fs.asynchronous:  # opened by Zarr: its session lives on Zarr's loop
-                    zarr_sync(creator.__aexit__(None, None, None), timeout=timeout)
-                elif fs.loop is not None and fs.loop.is_running():
-                    sync(fs.loop, creator.__aexit__, None, None, None, timeout=timeout)
+    close_s3_sessions(timeout=timeout)
     zarr_loop = sys.modules.get("zarr.core.sync")
     if zarr_loop is not None and zarr_loop.loop[0] is not None and zarr_loop.iothread[0] is not None:
         with contextlib.suppress(Exception):
