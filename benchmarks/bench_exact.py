@@ -69,6 +69,7 @@ def stage_row(data: Path, repeat: int, n: int) -> dict:
     import zarr
 
     from mlrdist.io.stores import open_store
+    from mlrdist.synthesize import synthesize
     from mlrdist.train import fit_weights
 
     src = london_faces_store(data, 256, colour=True)
@@ -94,8 +95,6 @@ def stage_row(data: Path, repeat: int, n: int) -> dict:
             out = str(tmp / f"{name}-{r}.zarr")
             t0 = time.perf_counter()
             try:
-                from mlrdist.synthesize import synthesize
-
                 synthesize(weights, inputs, out, scheduler="threads")
             finally:
                 photo_mod._predict_unit = exact_predict
