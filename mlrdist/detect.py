@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["DetectedFace", "detect_faces", "detector_available"]
 
-MAX_SIDE = 1000  # detect on a copy of at most this long side (the cost grows with the area)
+MAX_SIDE = 800  # detect on a copy of at most this long side (the cost grows with the area)
 MIN_FACE = 20  # MTCNN's smallest face box in pixels of the detection copy (eye distance ~9 px)
 # (x, y) offset of a back-end's eye points from the pupils, in eye distances (face frame)
 BIAS = {"mtcnn": (0.004, 0.010), "dlib": (0.0, 0.050)}
