@@ -57,6 +57,12 @@ DETAIL_MODES = ("keep", "none")
 DETAIL_SIGMA = 0.04  # low-pass of the change, in aligned eye distances (3 px at 256 px)
 LUMA = np.array([0.299, 0.587, 0.114])
 FEATHER = 0.08  # of the aligned image size
+GRID = 2 / 3  # the change's sampling grid at the photo's resolution, in sigmas of its low-pass
+# aligning a large face: shrink by a whole factor with a box filter down to at most this
+# ratio, then bicubic; close to ingest, whose JPEG decode shrinks by a DCT scale (a 1350 px
+# London shot: mean difference 1.11 levels to the ingested face, 1.14 with bicubic all the
+# way, and 25% less time)
+REDUCING_GAP = 1.25
 
 
 def spec_from_weights(model) -> AlignSpec:
@@ -137,11 +143,14 @@ def _photo_mask(eyes: np.ndarray, spec: AlignSpec, shape: tuple[int, int], step:
 
 
 def _step(eyes: np.ndarray, spec: AlignSpec) -> int:
-    """Photo pixels per aligned pixel, rounded down: the low-passed change (and the mask, a
-    smooth ramp) varies slowly at the photo's resolution, so both are computed on a grid this
-    much coarser and enlarged bilinearly."""
+    """The grid (in photo pixels, at least 1) on which the change and the mask are computed
+    before being enlarged bilinearly: ``GRID`` of the change's Gaussian sigma. Both vary
+    slowly (a low-passed change, a smooth ramp): on 58 London photos the outputs stay within
+    3 levels of a warp at every photo pixel (1.4% of the pixels differ at all), at half the
+    cost of a grid of one aligned pixel."""
     e = spec.eyes_px()
-    return max(1, int(np.hypot(*(eyes[1] - eyes[0])) / np.hypot(*(e[1] - e[0]))))
+    ratio = np.hypot(*(eyes[1] - eyes[0])) / np.hypot(*(e[1] - e[0]))  # photo px per aligned px
+    return max(1, int(GRID * detail_sigma(spec) * ratio))
 
 
 def _enlarge(field: np.ndarray, step: int, size: tuple[int, int]) -> np.ndarray:
@@ -221,7 +230,19 @@ class PhotoResult:
 
 def _aligned(photo: np.ndarray, eyes: np.ndarray, spec: AlignSpec, model_channels: int) -> np.ndarray:
     """The face in the model's frame and channels, uint8."""
-    face = np.asarray(align_image(from_array(photo), eyes, spec, reducing_gap=3.0))
+    # only the part of the photo the aligned frame covers, with a margin wider than the
+    # resampling filters reach, goes to Pillow: the same pixels, without copying the photo
+    H, W = spec.size
+    M = eye_transform(eyes, spec)
+    corners = np.array([[0, 0, 1], [W, 0, 1], [0, H, 1], [W, H, 1]], dtype=np.float64) @ M.T
+    margin = 8 + 8 * float(np.hypot(M[0, 0], M[1, 0]))
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0) - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0) + margin).astype(int), [photo.shape[1], photo.shape[0]])
+    if x1 <= x0 or y1 <= y0:  # the frame misses the photo: align_image says so
+        x0 = y0 = 0
+        x1, y1 = photo.shape[1], photo.shape[0]
+    crop = from_array(photo[y0:y1, x0:x1])
+    face = np.asarray(align_image(crop, eyes - [x0, y0], spec, reducing_gap=REDUCING_GAP))
     face = face if face.ndim == 3 else face[..., None]
     if face.shape[2] == model_channels:
         return face

@@ -19,7 +19,9 @@ def cluster_env(**extra: str) -> dict:
     """The environment of the cluster's processes: this checkout importable, BLAS on one thread."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_TOP_PAD_": str(32 << 20)}, **extra)
+    from mlrdist.execution import WORKER_ENV
+
+    env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **WORKER_ENV}, **extra)
     return env
 
 

@@ -92,10 +92,10 @@ def _pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and bool(re.search(r"\d+\.\d+|^RELEASE\.\d{4}-", tag))
 
 
-def _worker_env_value() -> str:
+def _worker_env() -> dict[str, str]:
     from mlrdist.execution import WORKER_ENV
 
-    return WORKER_ENV["MALLOC_TOP_PAD_"]
+    return WORKER_ENV
 
 
 # =========================================================================== Dockerfile
@@ -554,7 +554,7 @@ def test_compose_addresses_name_services_that_listen_there(resolved):
 def test_compose_workers_environment(resolved):
     services = resolved["services"]
     worker = services["dask-worker"]
-    assert worker["environment"]["MALLOC_TOP_PAD_"] == _worker_env_value()
+    assert {k: worker["environment"].get(k) for k in _worker_env()} == _worker_env()
     assert worker["command"][:2] == ["dask", "worker"]
     assert _flag(worker["command"], "--nthreads") == "1"
     minio = services["minio"]["environment"]
@@ -865,7 +865,7 @@ def test_k8s_dask_workers_environment(objects):
     (worker,) = [p for n, p in pods.items() if n.startswith(f"{cluster['metadata']['name']}-default-worker")]
     (container,) = worker["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MALLOC_TOP_PAD_"] == _worker_env_value()
+    assert {k: env.get(k) for k in _worker_env()} == _worker_env()
     args = container["args"]
     assert args[:2] == ["dask", "worker"] and _flag(args, "--nthreads") == "1"
     # Dask hits its own memory limit before the kernel's OOM killer does.
@@ -913,7 +913,7 @@ def test_helm_values_pod_fields_validate(objects):
         errors = list(_definitions_validator(version, {"$ref": _DEFS + definition}).iter_errors(value))
         assert not errors, f"{definition}: {errors[0].message}"
     env = {e["name"]: e for e in values["worker"]["env"]}
-    assert env["MALLOC_TOP_PAD_"]["value"] == _worker_env_value()
+    assert {k: env.get(k, {}).get("value") for k in _worker_env()} == _worker_env()
     (image,) = {c["image"] for p in _pods(objects).values() for c in p["containers"]}
     for part in ("scheduler", "worker"):
         assert f"{values[part]['image']['repository']}:{values[part]['image']['tag']}" == image

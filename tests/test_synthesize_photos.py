@@ -297,3 +297,29 @@ def test_never_overwrites_what_mlrdist_did_not_write(weights, inbox, tmp_path, c
     ours = tmp_path / "ours.zip"
     assert main(["synthesize", weights, str(root), str(ours), *args]) == 0
     assert main(["synthesize", weights, str(root), str(ours), *args]) == 0  # its own archive: rewritten
+
+
+def test_photo_tasks_close_at_the_byte_budget(weights, tmp_path, monkeypatch):
+    """Photos with faces to align are batched up to PHOTO_BATCH, a task closing earlier once
+    its files reach PHOTO_BATCH_BYTES (it holds them decoded); one manifest per task, and the
+    outputs do not depend on the split."""
+    import mlrdist.synthesize_photos as sp
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "wild"
+    for i in range(6):
+        photo = np.full((120, 100, 3), 90, np.uint8)
+        photo[30:80, 25:75] = rng.integers(0, 256, (50, 50, 3))
+        save(root / f"p{i}.png", photo)
+        (root / f"p{i}.tem").write_text(tem_text([[40, 45], [60, 45]]))
+    sizes = sorted(p.stat().st_size for p in root.glob("*.png"))
+    assert sizes[-1] < 2 * sizes[0]  # any two files reach twice the smallest, no single one does
+    outs = {}
+    for budget, tasks in ((1 << 30, 1), (2 * sizes[0], 3), (1, 6)):
+        monkeypatch.setattr(sp, "PHOTO_BATCH_BYTES", budget)
+        out = tmp_path / f"out{tasks}"
+        report = synthesize_files(weights, str(root), str(out), align="landmarks", scheduler="synchronous")
+        assert report.converted == 6
+        assert len(list((out / "_mlrdist" / "manifests").glob("*.json"))) == tasks
+        outs[tasks] = {p.name: p.read_bytes() for p in (out / "smiling").glob("*.png")}
+    assert outs[1] == outs[3] == outs[6]

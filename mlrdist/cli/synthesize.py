@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-face", choices=["copy", "skip"], default="copy",
                    help="photos without a face (when aligning): copy through or skip; reported either way")
     p.add_argument("--format", help="output image format (png, jpg, webp, tif, bmp); default: the input's")
-    p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr, 16 photos when aligning "
-                   "faces, 64 otherwise)")
+    p.add_argument("--batch", type=int, help="images per Dask task (default 256 for Zarr; 32 photos, or fewer "
+                   "reaching 24 MiB of files, when aligning faces; 64 otherwise)")
     p.add_argument("--preview", metavar="PNG", help="write a grid of face crops (input | each target) of photos "
                    "spread over the collection")
     p.add_argument("--preview-rows", type=int, default=12, help="photos in the preview grid (default 12)")

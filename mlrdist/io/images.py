@@ -132,7 +132,7 @@ def decode_image(data: bytes, *, colour: str = "rgb", min_size: tuple[int, int] 
             img.draft("RGB" if colour == "rgb" else "L", tuple(int(v) for v in want))
         img.load()
         encoding = _encoding(img)
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # (not a copy when already upright)
         img = _to_8bit(img, colour)
     except ImageDecodeError:
         raise
@@ -197,7 +197,8 @@ def _to_8bit(img, colour: str):
         img = Image.alpha_composite(background, img.convert("RGBA"))
     if img.mode not in ("RGB", "L", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
         raise ImageDecodeError("unsupported-mode", f"Pillow mode {img.mode!r}")
-    return img.convert("RGB" if colour == "rgb" else "L")
+    want = "RGB" if colour == "rgb" else "L"
+    return img if img.mode == want else img.convert(want)  # convert() to its own mode copies
 
 
 def to_array(img) -> np.ndarray:

@@ -47,17 +47,19 @@ def quantize(coef: np.ndarray, intercept: np.ndarray, colour: str = "per_channel
              max_pixel: float = 255.0) -> ExactWeights:
     """Quantise weights ``coef`` ``(m, C, H, W, F)`` for inputs of integers in
     ``[0, max_pixel]`` that the model scales by ``1 / span``."""
-    coef = np.asarray(coef, dtype=np.float64)
+    coef = np.asarray(coef)
     b = np.asarray(intercept, dtype=np.float64)
     m, C, H, W, F = coef.shape
     cin = C if colour == "joint" else 1
     k = int(round((F // cin) ** 0.5))
-    l1 = float(np.abs(coef).sum(axis=-1).max()) / span if coef.size else 0.0
+    l1 = float(np.abs(coef).sum(axis=-1, dtype=np.float64).max()) / span if coef.size else 0.0
     # a window's partial sums are at most max_pixel * sum|W| <= max_pixel * (l1 * 2**e + F / 2):
     # below 2**53 they are exact integers in float64
     room = 2.0**53 / max_pixel - F
     e = min(52, math.floor(math.log2(room / l1))) if l1 > 0 else 52
-    return ExactWeights(np.rint(coef * (2.0**e / span)), e, b, k, colour)
+    Wq = coef.astype(np.float64)  # one float64 buffer, scaled and rounded in place
+    Wq *= 2.0**e / span
+    return ExactWeights(np.rint(Wq, out=Wq), e, b, k, colour)
 
 
 def apply_exact(images: np.ndarray, ew: ExactWeights) -> np.ndarray:
