@@ -108,3 +108,17 @@ def test_cli_on_s3_ends_quietly(s3, tmp_path):
     env = {"AWS_ENDPOINT_URL": s3["endpoint_url"], "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     _quiet_cli("synthesize", "s3://test/weights.zarr", "s3://test/faces.zarr", "s3://test/out.zarr", env=env)
+
+
+def test_embedded_cluster_workers_get_the_malloc_settings():
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which switches off glibc's adaptive mmap
+    threshold; the embedded cluster's worker processes must also get WORKER_ENV (a 64 MiB mmap
+    threshold and a 32 MiB top pad), read by glibc when the process starts."""
+    distributed = pytest.importorskip("distributed")
+    from mlrdist.execution import WORKER_ENV, local_cluster
+
+    with local_cluster(n_workers=1) as cluster, distributed.Client(cluster) as cl:
+        (env,) = cl.run(lambda: {k: os.environ.get(k) for k in (*WORKER_ENV, "MALLOC_TRIM_THRESHOLD_")}).values()
+    assert {k: env[k] for k in WORKER_ENV} == WORKER_ENV
+    assert env["MALLOC_TRIM_THRESHOLD_"] is not None  # Dask's own, kept: memory is still handed back
+    assert int(WORKER_ENV["MALLOC_MMAP_THRESHOLD_"]) >= 32 << 20
