@@ -11,7 +11,7 @@ group photo built from the set (no template), as JPEGs. Weights: the London pair
 include the held-out ones). Synthesis runs on a LocalCluster of ``--workers`` single-threaded
 workers (``mlrdist synthesize`` as a user runs it); the baseline is one process decoding each
 JPEG and writing it again at the same quality (a user's plain conversion loop), timed before
-and after the cluster runs (the mean of the two). Each mode runs twice on fresh workers:
+and after the cluster runs (the mean of the two). Each mode runs on a new cluster:
 *cold* (the first run: worker imports, weights loaded and prepared) and *warm* (the same
 photos again, as on a standing cluster or in a long archive, where that start-up is paid
 once), then the collection repeated ``--repeat`` x on the warm workers (hard links under
@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,11 +103,22 @@ def worker_peak_mb(dask_worker) -> float:
     return max(dask_worker.monitor.quantities["memory"]) / 2**20
 
 
-def run(client, w: str, src: Path, out: Path, align: str, restart: bool = True) -> dict:
+@contextmanager
+def fresh_workers(n: int):
+    """A new LocalCluster (its start is not timed): fresh worker processes, their own peak
+    memory. (``Client.restart`` once waited 120 s for workers that never came back.)"""
+    from distributed import Client
+
+    from mlrdist.execution import local_cluster
+
+    with local_cluster(n_workers=n) as cluster, Client(cluster) as client:
+        client.wait_for_workers(n)
+        yield client
+
+
+def run(client, w: str, src: Path, out: Path, align: str) -> dict:
     from mlrdist.synthesize import synthesize
 
-    if restart:
-        client.restart()  # fresh worker processes: their own peak memory
     t0 = time.perf_counter()
     rep = synthesize(w, str(src), str(out), client=client, align=align, overwrite=True)
     seconds = time.perf_counter() - t0
@@ -124,10 +136,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_photos.json"))
     args = ap.parse_args()
     data = find_data(args.data)
-    from distributed import Client
-
-    from mlrdist.execution import local_cluster
-
     results: dict = {}
     rep = args.repeat
     with tempfile.TemporaryDirectory(prefix="mlrdist-bench-photos-") as tmp:
@@ -150,17 +158,17 @@ def main() -> None:
                 for r in range(rep):
                     if name == "detector" or not p.name.startswith("group"):
                         os.link(p, big / f"r{r}_{p.name}")
-        with local_cluster(n_workers=args.workers) as cluster, Client(cluster) as client:
-            for align in ("landmarks", "detector"):
+        for align in ("landmarks", "detector"):
+            with fresh_workers(args.workers) as client:
                 runs = {"_cold": run(client, w, sets[align], root / f"out-{align}", align),
-                        "": run(client, w, sets[align], root / f"out-{align}", align, restart=False),
-                        f"_{rep}x": run(client, w, sets[f"{align}_big"], root / f"out-{align}-big", align,
-                                        restart=False)}
-                for suffix, r in runs.items():
-                    results[align + suffix] = r
-                print(align, json.dumps(runs), flush=True)
-            # memory: fresh workers, the collection once and `rep` times
-            results["memory_1x"] = results["detector_cold"]["worker_peak_mb"]
+                        "": run(client, w, sets[align], root / f"out-{align}", align),
+                        f"_{rep}x": run(client, w, sets[f"{align}_big"], root / f"out-{align}-big", align)}
+            for suffix, r in runs.items():
+                results[align + suffix] = r
+            print(align, json.dumps(runs), flush=True)
+        # memory: fresh workers, the collection once and `rep` times
+        results["memory_1x"] = results["detector_cold"]["worker_peak_mb"]
+        with fresh_workers(args.workers) as client:
             results[f"memory_{rep}x"] = run(client, w, sets["detector_big"], root / "out-mem", "detector")["worker_peak_mb"]
         loops.append(plain_loop(src, root / "plain"))
         results["plain_loop_photos_per_s"] = plain = sum(loops) / 2

@@ -8,7 +8,8 @@ photo is not given the prediction itself. For each face:
 2. the model predicts every target; the *change* ``D = P - X`` (prediction minus aligned
    input) is low-passed with a Gaussian of ``DETAIL_SIGMA`` times the aligned eye distance
    (3 px at 256 px), which keeps 96% of the expression's gain while dropping the model's
-   blur, and scaled by the ``strength``;
+   blur, and scaled by the ``strength`` (for photos at half the aligned resolution, which a
+   change this smooth allows);
 3. ``D`` is mapped back through the inverse alignment at the photo's own resolution and added
    to the photo inside a feathered ellipse over the face.
 
@@ -153,17 +154,38 @@ def _step(eyes: np.ndarray, spec: AlignSpec) -> int:
     return max(1, int(GRID * detail_sigma(spec) * ratio))
 
 
-def _enlarge(field: np.ndarray, step: int, size: tuple[int, int]) -> np.ndarray:
-    """A coarse ``(h, w, C)`` float field enlarged ``step`` times (bilinear), cut to ``size``
-    (h, w)."""
+def _add_enlarged(region: np.ndarray, field: np.ndarray, step: int) -> None:
+    """Add a coarse ``(h, w, C)`` float field, enlarged ``step`` times (bilinear) and cut to
+    the region's size, to the float32 ``region`` ``(H, W, C)`` in place."""
+    H, W = region.shape[:2]
     if step == 1:
-        return field[: size[0], : size[1]]
+        region += field[:H, :W]
+        return
     from PIL import Image
 
     big = (field.shape[1] * step, field.shape[0] * step)
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(field[..., c]), mode="F").resize(big, Image.Resampling.BILINEAR))
-             for c in range(field.shape[2])]
-    return np.stack(chans, axis=2)[: size[0], : size[1]]
+    for c in range(field.shape[2]):
+        layer = Image.fromarray(np.ascontiguousarray(field[..., c]), mode="F").resize(big, Image.Resampling.BILINEAR)
+        region[..., c] += np.asarray(layer)[:H, :W]
+
+
+def _low_passed_change(X: np.ndarray, P: np.ndarray, sigma: float, strength: float,
+                       spec: AlignSpec) -> tuple[np.ndarray, AlignSpec]:
+    """``G_sigma(strength (P - X))`` of one aligned face ``(H, W, C)`` and the frame it is in.
+
+    A change this smooth is computed at half the resolution when ``sigma`` allows (a 2 x 2
+    mean, variance 1/4 px^2, then a Gaussian of the remaining variance): 4 ms less per face
+    at 256 px, and photos within 3 levels of the full-resolution filter (3% of the face
+    pixels differ at all, on 58 London photos)."""
+    D = strength * (P - X)
+    H, W, C = D.shape
+    if sigma < 1.5 or H % 2 or W % 2:
+        return ndimage.gaussian_filter(D, [sigma, sigma, 0.0], mode="nearest"), spec
+    rows = D[0::2] + D[1::2]  # (a multi-axis mean of a reshape is 8x slower)
+    half = (rows[:, 0::2] + rows[:, 1::2]) * 0.25
+    s = float(np.sqrt(sigma**2 - 0.25)) / 2
+    return (ndimage.gaussian_filter(half, [s, s, 0.0], mode="nearest"),
+            AlignSpec(size=(H // 2, W // 2), left_eye=spec.left_eye, right_eye=spec.right_eye))
 
 
 # --------------------------------------------------------------------------- faces
@@ -324,14 +346,15 @@ def synthesize_photos(model, photos: list[np.ndarray], faces: list[list[FacePlan
                 P = np.asarray(preds[t][k - 1], dtype=np.float64)
                 region = out[t][y0:y1, x0:x1].astype(np.float32)
                 if detail == "keep":
-                    change = _to_photo_channels(255.0 * (keep_detail(X, P, sigma, strength) - X), photo.shape[2])
-                    field = w[..., None] * warp_to_photo(change, f.eyes, spec, coarse, step)
-                    region += _enlarge(field, step, region.shape[:2])
+                    low, frame = _low_passed_change(X, P, sigma, strength, spec)
+                    change = _to_photo_channels(255.0 * low, photo.shape[2])
+                    _add_enlarged(region, w[..., None] * warp_to_photo(change, f.eyes, frame, coarse, step), step)
                 else:
                     face = _to_photo_channels(255.0 * np.clip(X + strength * (P - X), 0.0, 1.0), photo.shape[2])
                     region += w[..., None] * (warp_to_photo(face, f.eyes, spec, box) - region)
                 # pixels outside the ellipse had 0 added: they round back to their own values
-                out[t][y0:y1, x0:x1] = np.rint(np.clip(region, 0, 255)).astype(np.uint8)
+                np.clip(region, 0, 255, out=region)
+                out[t][y0:y1, x0:x1] = np.rint(region, out=region)
             res.boxes.append(box)
         results.append(res)
     return results
