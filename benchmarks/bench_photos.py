@@ -10,8 +10,9 @@ group photo built from the set (no template), as JPEGs. Weights: the London pair
 256 px and trained with k = 7, alpha = 10 on the first 80 subjects (the photos' subjects
 include the held-out ones). Synthesis runs on a LocalCluster of ``--workers`` single-threaded
 workers (``mlrdist synthesize`` as a user runs it); the baseline is one process decoding each
-JPEG and writing it again at the same quality (a user's plain conversion loop), timed before
-and after the cluster runs (the mean of the two). Each mode runs on a new cluster:
+JPEG and writing it again at the same quality (a user's plain conversion loop), timed before,
+between and after the cluster runs (the fastest of the three, against the faster of two bulk
+runs: the machines these figures come from are shared and vary by 10-20% from run to run). Each mode runs on a new cluster:
 *cold* (the first run: worker imports, weights loaded and prepared) and *warm* (the same
 photos again, as on a standing cluster or in a long archive, where that start-up is paid
 once), then the collection repeated ``--repeat`` x on the warm workers (hard links under
@@ -161,8 +162,11 @@ def main() -> None:
         for align in ("landmarks", "detector"):
             with fresh_workers(args.workers) as client:
                 runs = {"_cold": run(client, w, sets[align], root / f"out-{align}", align),
-                        "": run(client, w, sets[align], root / f"out-{align}", align),
-                        f"_{rep}x": run(client, w, sets[f"{align}_big"], root / f"out-{align}-big", align)}
+                        "": run(client, w, sets[align], root / f"out-{align}", align)}
+                bulk = [run(client, w, sets[f"{align}_big"], root / f"out-{align}-big", align) for _ in range(2)]
+                runs[f"_{rep}x"] = min(bulk, key=lambda r: r["seconds"])  # the faster of two
+                runs[f"_{rep}x"]["runs_photos_per_s"] = [r["photos_per_s"] for r in bulk]
+            loops.append(plain_loop(src, root / "plain"))
             for suffix, r in runs.items():
                 results[align + suffix] = r
             print(align, json.dumps(runs), flush=True)
@@ -170,8 +174,7 @@ def main() -> None:
         results["memory_1x"] = results["detector_cold"]["worker_peak_mb"]
         with fresh_workers(args.workers) as client:
             results[f"memory_{rep}x"] = run(client, w, sets["detector_big"], root / "out-mem", "detector")["worker_peak_mb"]
-        loops.append(plain_loop(src, root / "plain"))
-        results["plain_loop_photos_per_s"] = plain = sum(loops) / 2
+        results["plain_loop_photos_per_s"] = plain = max(loops)  # the fastest of three
         results["plain_loop_runs"] = loops
         for align in ("landmarks", "detector"):
             for key in (align, f"{align}_cold", f"{align}_{rep}x"):
