@@ -292,11 +292,12 @@ def _refuse_foreign(fs, tree: Location, f: InputFile, targets, fmt, foreign: set
 
 
 def _keep_spread(heap: list, url: str, rel: str, box, rows: int) -> None:
-    """Keep the ``rows`` photos whose URL hashes smallest: a spread over the whole
-    collection, chosen while it streams, the same on every run."""
+    """Keep the ``rows`` photos whose relative paths hash smallest: a spread over the whole
+    collection, chosen while it streams, the same on every run and wherever the collection
+    lies (a local copy and its S3 original give the same preview)."""
     if rows <= 0:
         return
-    key = -int(hashlib.sha1(url.encode()).hexdigest()[:12], 16)
+    key = -int(hashlib.sha1(rel.encode()).hexdigest()[:12], 16)
     entry = (key, url, rel, box)
     if len(heap) < rows:
         heapq.heappush(heap, entry)

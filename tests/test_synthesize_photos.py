@@ -323,3 +323,31 @@ def test_photo_tasks_close_at_the_byte_budget(weights, tmp_path, monkeypatch):
         assert len(list((out / "_mlrdist" / "manifests").glob("*.json"))) == tasks
         outs[tasks] = {p.name: p.read_bytes() for p in (out / "smiling").glob("*.png")}
     assert outs[1] == outs[3] == outs[6]
+
+
+def test_preview_spreads_over_the_collection_wherever_it_lies(weights, tmp_path):
+    """The preview's photos are a spread of the collection (not its first files), chosen by
+    their relative paths: a copy of the collection elsewhere gives the same preview."""
+    from mlrdist.synthesize_photos import _keep_spread
+
+    rels = [f"d{i // 10}/p{i:02d}.png" for i in range(40)]
+    picks = []
+    for prefix in ("/data/a/", "s3://bucket/b/"):
+        heap: list = []
+        for rel in rels:
+            _keep_spread(heap, prefix + rel, rel, None, 5)
+        picks.append(sorted(rel for _, _, rel, _ in heap))
+    assert picks[0] == picks[1] and len(picks[0]) == 5
+    assert picks[0] != rels[:5] and len({r.split("/")[0] for r in picks[0]}) >= 2
+    rng = np.random.default_rng(6)
+    previews = []
+    for where in ("one", "two/deeper"):
+        root = tmp_path / where / "inbox"
+        for i in range(12):
+            save(root / f"face{i:02d}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) if where == "one"
+                 else np.asarray(Image.open(tmp_path / "one" / "inbox" / f"face{i:02d}.png")))
+        png = tmp_path / where / "preview.png"
+        synthesize_files(weights, str(root), str(tmp_path / where / "out"), align="none", preview=str(png),
+                         preview_rows=3, scheduler="synchronous")
+        previews.append(np.asarray(Image.open(png)))
+    np.testing.assert_array_equal(previews[0], previews[1])
