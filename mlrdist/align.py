@@ -30,6 +30,7 @@ __all__ = [
     "AlignSpec",
     "align_image",
     "eye_transform",
+    "frame_box",
     "implausible_eyes",
     "read_tem",
     "register_pair",
@@ -205,6 +206,16 @@ def _compose_scale(M: np.ndarray, factor: float) -> np.ndarray:
     return M * factor
 
 
+def frame_box(M: np.ndarray, spec: AlignSpec, size: tuple[int, int], pad: int) -> tuple[int, int, int, int]:
+    """The input box ``(x0, y0, x1, y1)`` the aligned frame covers, ``pad`` more pixels on
+    every side, clipped to an input of ``size`` (W, H); ``M`` maps aligned to input pixels."""
+    H, W = spec.size
+    corners = np.array([[0, 0, 1], [W, 0, 1], [0, H, 1], [W, H, 1]], dtype=np.float64) @ M.T
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)) - pad, 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)) + pad, size).astype(int)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def align_image(img, eyes: np.ndarray, spec: AlignSpec, *, eye_scale: float = 1.0,
                 reducing_gap: float | None = None):
     """Warp a Pillow image so its eyes land on the canonical positions of ``spec``.
@@ -233,12 +244,9 @@ def align_image(img, eyes: np.ndarray, spec: AlignSpec, *, eye_scale: float = 1.
 
     M = _compose_scale(eye_transform(eyes, spec), eye_scale)
     H, W = spec.size
-    corners = np.array([[0, 0, 1], [W, 0, 1], [0, H, 1], [W, H, 1]], dtype=np.float64)
-    pre = corners @ M.T
     ratio = math.hypot(M[0, 0], M[1, 0])  # input pixels per output pixel
     if ratio > 1.25:
-        x0, y0 = np.maximum(np.floor(pre.min(axis=0)) - 2, 0)
-        x1, y1 = np.minimum(np.ceil(pre.max(axis=0)) + 2, img.size)
+        x0, y0, x1, y1 = frame_box(M, spec, img.size, 2)
         if x1 - x0 < 1 or y1 - y0 < 1:
             raise ValueError("the aligned face lies outside the image: check the eye positions")
         cw, ch = int(x1 - x0), int(y1 - y0)

@@ -24,7 +24,8 @@ and B alike. Either way the photo keeps its own mode and no tint appears.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -33,6 +34,7 @@ from .align import (
     AlignSpec,
     align_image,
     eye_transform,
+    frame_box,
     implausible_eyes,
     template_eyes,
     warp_to_photo,
@@ -88,10 +90,14 @@ def keep_detail(X: np.ndarray, P: np.ndarray, sigma: float, strength: float = 1.
 
     ``X``, ``P``: float ``(..., H, W, C)`` stacks; the Gaussian acts on the two spatial axes.
     """
-    D = strength * (np.asarray(P, dtype=np.float64) - X)
+    return X + _gaussian_hw(strength * (np.asarray(P, dtype=np.float64) - X), sigma)
+
+
+def _gaussian_hw(D: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass of a float ``(..., H, W, C)`` stack on its two spatial axes."""
     sig = [0.0] * D.ndim
     sig[-3] = sig[-2] = sigma
-    return X + ndimage.gaussian_filter(D, sig, mode="nearest")
+    return ndimage.gaussian_filter(D, sig, mode="nearest")
 
 
 # --------------------------------------------------------------------------- the face mask
@@ -180,12 +186,10 @@ def _low_passed_change(X: np.ndarray, P: np.ndarray, sigma: float, strength: flo
     D = strength * (P - X)
     H, W, C = D.shape
     if sigma < 1.5 or H % 2 or W % 2:
-        return ndimage.gaussian_filter(D, [sigma, sigma, 0.0], mode="nearest"), spec
+        return _gaussian_hw(D, sigma), spec
     rows = D[0::2] + D[1::2]  # (a multi-axis mean of a reshape is 8x slower)
     half = (rows[:, 0::2] + rows[:, 1::2]) * 0.25
-    s = float(np.sqrt(sigma**2 - 0.25)) / 2
-    return (ndimage.gaussian_filter(half, [s, s, 0.0], mode="nearest"),
-            AlignSpec(size=(H // 2, W // 2), left_eye=spec.left_eye, right_eye=spec.right_eye))
+    return _gaussian_hw(half, float(np.sqrt(sigma**2 - 0.25)) / 2), replace(spec, size=(H // 2, W // 2))
 
 
 # --------------------------------------------------------------------------- faces
@@ -254,12 +258,9 @@ def _aligned(photo: np.ndarray, eyes: np.ndarray, spec: AlignSpec, model_channel
     """The face in the model's frame and channels, uint8."""
     # only the part of the photo the aligned frame covers, with a margin wider than the
     # resampling filters reach, goes to Pillow: the same pixels, without copying the photo
-    H, W = spec.size
     M = eye_transform(eyes, spec)
-    corners = np.array([[0, 0, 1], [W, 0, 1], [0, H, 1], [W, H, 1]], dtype=np.float64) @ M.T
-    margin = 8 + 8 * float(np.hypot(M[0, 0], M[1, 0]))
-    x0, y0 = np.maximum(np.floor(corners.min(axis=0) - margin), 0).astype(int)
-    x1, y1 = np.minimum(np.ceil(corners.max(axis=0) + margin).astype(int), [photo.shape[1], photo.shape[0]])
+    margin = 8 + math.ceil(8 * np.hypot(M[0, 0], M[1, 0]))
+    x0, y0, x1, y1 = frame_box(M, spec, (photo.shape[1], photo.shape[0]), margin)
     if x1 <= x0 or y1 <= y0:  # the frame misses the photo: align_image says so
         x0 = y0 = 0
         x1, y1 = photo.shape[1], photo.shape[0]

@@ -79,7 +79,7 @@ def open_atomic(fs, path: str) -> Iterator[IO[bytes]]:
     """
     if _is_local(fs):
         parent = posixpath.dirname(path)
-        if parent and not os.path.isdir(parent):  # a stat: mkdir would lock the directory
+        if parent:
             os.makedirs(parent, exist_ok=True)
         tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.part")
         try:
